@@ -1,0 +1,251 @@
+"""The one place for every knob of both workers.
+
+Default mode is hard-coded: nothing here depends on an ``.env`` file, and the
+constants below are exactly what the spec locks (region, bucket, queues, queue
+attributes, snapshot size ...).
+
+One switch turns on environment overrides:
+
+* flip ``ENV_OVERRIDES_ENABLED`` below to ``True``, or
+* set ``CVITX_ENV_OVERRIDES=1`` in the process environment (this is what the
+  local stack's ``.stack/env`` does).
+
+With overrides on, every field of :class:`Settings` can be set from
+``CVITX_<FIELD_NAME_IN_UPPER_CASE>`` (for example ``CVITX_MAIN_MODE=compare``,
+``CVITX_S3_ENDPOINT_URL=http://127.0.0.1:5000``).  A value that does not
+validate, or a ``CVITX_`` name that is not a setting, stops start-up with a
+:class:`ConfigError` naming the key and the allowed values.
+
+This is the only module of the package that reads the environment.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# --- the one switch -------------------------------------------------------
+ENV_OVERRIDES_ENABLED = False
+ENV_PREFIX = "CVITX_"
+ENV_SWITCH = ENV_PREFIX + "ENV_OVERRIDES"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+TAXONOMY: tuple[str, ...] = (
+    "Car", "SUV", "Van", "LightTruck", "Utility", "Motorcycle", "CarouselBus", "E-Jeepney",
+)
+
+# A COCO-trained detector's vehicle classes mapped onto the taxonomy; every other
+# COCO class is ignored.  A detector whose class names already are taxonomy names
+# maps 1:1 (see yolo_worker).
+COCO_TO_TAXONOMY: dict[str, str] = {
+    "car": "Car",
+    "truck": "LightTruck",
+    "bus": "CarouselBus",
+    "motorcycle": "Motorcycle",
+}
+
+
+class ConfigError(ValueError):
+    """A setting (usually an environment override) is invalid; the message says which and why."""
+
+
+class Settings(BaseModel):
+    """Frozen, validated settings shared by both workers, the CLI and the tests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- AWS (spec §2, §6) -----------------------------------------------
+    region: str = "ap-southeast-2"
+    bucket: str = "cvitx-uploads-dev-jdfirme"
+    user_prefix: str = "demo_user"
+    s3_endpoint_url: Optional[str] = None  # None = AWS; set for moto_server / the local stack
+    sqs_endpoint_url: Optional[str] = None
+
+    # --- queues (spec §6; DLQ names are DESIGN.md's choice) --------------
+    video_queue: str = "cvitx-video-tasks"
+    video_dlq: str = "cvitx-video-tasks-dlq"
+    snapshot_queue: str = "cvitx-snapshot-tasks"
+    snapshot_dlq: str = "cvitx-snapshot-tasks-dlq"
+    visibility_timeout_s: int = Field(300, ge=0, le=43200)
+    message_retention_s: int = Field(1209600, ge=60, le=1209600)
+    receive_wait_s: int = Field(10, ge=0, le=20)
+    max_receive_count: int = Field(5, ge=1, le=1000)
+    heartbeat_s: float = Field(60.0, gt=0)
+    stop_timeout_s: float = Field(30.0, gt=0)  # SIGTERM grace before the message in hand is released
+    transient_backoff_base_s: int = Field(5, ge=0, le=900)
+    transient_backoff_max_s: int = Field(120, ge=0, le=43200)
+
+    # --- database ----------------------------------------------------------
+    db_url: str = "postgresql://cvitx:cvitx@localhost:5432/cvitx"
+    db_connect_timeout_s: int = Field(5, ge=1)
+
+    # --- snapshots (spec §5) -------------------------------------------------
+    snapshot_size: int = Field(640, ge=32)
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    letterbox_pad_value: int = Field(114, ge=0, le=255)  # YOLO's grey, so padding reads as "nothing"
+    crop_margin: float = Field(0.10, ge=0.0, le=1.0)  # fraction of the box added on each side
+    snapshot_max_bytes: int = Field(2_000_000, ge=1024)
+
+    # --- yolo_worker -----------------------------------------------------
+    default_frame_stride: int = Field(3, ge=1)
+    detector_path: str = "yolo_worker/bundle/demo/detector.pt"
+    detector_class_map: Optional[dict[str, str]] = None  # None = taxonomy names 1:1, else COCO map
+    detector_conf: float = Field(0.25, ge=0.0, le=1.0)
+    detector_iou: float = Field(0.5, ge=0.0, le=1.0)
+    detector_imgsz: int = Field(640, ge=32)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    tracker: Literal["botsort", "bytetrack", "deepsort"] = "botsort"
+    tracker_reid_path: str = "yolo_worker/bundle/deepsort.engine"
+    track_max_age: int = Field(30, ge=1)  # processed frames a lost track is kept before it ends
+    min_track_hits: int = Field(3, ge=1)  # shorter tracks are noise and emit nothing
+    progress_interval_s: float = Field(5.0, gt=0)
+    max_video_bytes: int = Field(4 * 1024**3, ge=1)
+    max_video_duration_s: float = Field(4 * 3600.0, gt=0)
+    max_video_pixels: int = Field(3840 * 2160, ge=1)
+
+    # --- main_worker -----------------------------------------------------
+    main_model_path: str = "main_worker/bundle/demo/main.pt"
+    cmt_model_path: str = "main_worker/bundle/demo/cmt.pt"
+    main_mode: Literal["single", "compare"] = "single"
+    color_enabled: bool = True
+    plate_enabled: bool = True
+    main_batch_size: int = Field(10, ge=1, le=10)  # SQS returns at most 10 per receive
+    topk: int = Field(3, ge=1, le=10)
+
+    # --- logging -------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", v):
+            raise ValueError("must be a valid S3 bucket name (3-63 chars of a-z, 0-9, '.', '-')")
+        return v
+
+    @field_validator("user_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or "/" in v or v in (".", ".."):
+            raise ValueError("must be one non-empty key segment without '/'")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Settings":
+        if self.heartbeat_s >= self.visibility_timeout_s > 0:
+            raise ValueError(
+                f"heartbeat_s ({self.heartbeat_s}) must be shorter than visibility_timeout_s "
+                f"({self.visibility_timeout_s}) or messages reappear while being worked on"
+            )
+        if self.detector_class_map is not None:
+            bad = sorted(set(self.detector_class_map.values()) - set(TAXONOMY))
+            if bad:
+                raise ValueError(f"detector_class_map targets {bad} are not taxonomy names {list(TAXONOMY)}")
+        return self
+
+    # --- helpers -----------------------------------------------------------
+    def resolve_path(self, path: str) -> Path:
+        """A bundle path: absolute as given, relative ones against the package directory."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else PACKAGE_DIR / p
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A validated copy with some fields changed (tests, CLI flags)."""
+        return Settings.model_validate({**self.model_dump(), **changes})
+
+
+def _field_env_names() -> dict[str, str]:
+    return {ENV_PREFIX + name.upper(): name for name in Settings.model_fields}
+
+
+def _describe_allowed(field: str) -> str:
+    """``one of 'single', 'compare'`` or ``int (ge 1, le 10)``: what a value of ``field`` may be."""
+    info = Settings.model_fields[field]
+    ann = info.annotation
+    if get_origin(ann) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(ann))
+    text = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+    bounds = [repr(m) for m in info.metadata]  # e.g. Ge(ge=1), Le(le=10)
+    return text + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def overrides_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Raw ``CVITX_*`` overrides as field -> value; unknown names are a ConfigError."""
+    names = _field_env_names()
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_SWITCH:
+            continue
+        field = names.get(key)
+        if field is None:
+            raise ConfigError(
+                f"{key} is not a setting. Known keys: {', '.join(sorted(names))}. "
+                "Fix the name or remove it from the environment."
+            )
+        value: Any = raw
+        if field == "detector_class_map" and raw.strip():
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{key} must be a JSON object like {{\"car\": \"Car\"}}: {exc}") from None
+        elif raw.strip().lower() in ("", "none", "null") and Settings.model_fields[field].default is None:
+            value = None
+        out[field] = value
+    return out
+
+
+def build_settings(environ: Optional[Mapping[str, str]] = None, **changes: Any) -> Settings:
+    """Settings from the hard-coded defaults, env overrides when switched on, then ``changes``."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    enabled = ENV_OVERRIDES_ENABLED or environ.get(ENV_SWITCH, "").strip().lower() in ("1", "true", "yes", "on")
+    if enabled:
+        values.update(overrides_from_env(environ))
+    values.update(changes)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            if field not in Settings.model_fields:  # a cross-field rule
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
+            where = (ENV_PREFIX + field.upper()) if field in values and field not in changes else field
+            shown = repr(values.get(field)) if field in values else "(default)"
+            problems.append(f"{where}={shown}: {err['msg']}; allowed: {_describe_allowed(field)}")
+        raise ConfigError("invalid configuration: " + " | ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once."""
+    return build_settings()
+
+
+def env_file_lines(settings_changes: Mapping[str, Any]) -> list[str]:
+    """Shell ``export`` lines that make :func:`build_settings` produce these changes."""
+    lines = [f"export {ENV_SWITCH}=1"]
+    for field, value in settings_changes.items():
+        if field not in Settings.model_fields:
+            raise ConfigError(f"{field} is not a setting")
+        text = json.dumps(value) if isinstance(value, dict) else str(value)
+        lines.append(f"export {ENV_PREFIX}{field.upper()}='{text}'")
+    return lines
+
+
+def systemd_environment(environ: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], Optional[float]]:
+    """(NOTIFY_SOCKET, watchdog interval in seconds) as systemd passes them, or Nones."""
+    environ = os.environ if environ is None else environ
+    usec = environ.get("WATCHDOG_USEC")
+    try:
+        watchdog_s = int(usec) / 1e6 if usec else None
+    except ValueError:
+        watchdog_s = None
+    return environ.get("NOTIFY_SOCKET") or None, watchdog_s
