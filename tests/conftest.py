@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import uuid
+import shutil
+import tempfile
+
 from pathlib import Path
 
 import pytest
@@ -18,16 +20,24 @@ _counter = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """The same local stack `python -m video_analysis stack up` starts, under a temp dir."""
-    root = tmp_path_factory.mktemp("stack")
+def stack():
+    """The same local stack `python -m video_analysis stack up` starts, under a temp dir.
+
+    Not under pytest's tmp dir: that one is private (0700), and as root the server runs as
+    the 'postgres' user, which must be able to reach its data directory.
+    """
+    root = Path(tempfile.mkdtemp(prefix="cvitx-test-stack-"))
+    root.chmod(0o755)
     for k, v in LOCAL_AWS_ENV.items():
         os.environ.setdefault(k, v)
-    state = stack_up(root)
-    template = state.pg.create_database("cvitx_template")
-    apply_migrations(Database(template))
-    yield state
-    stack_down(root)
+    try:
+        state = stack_up(root)
+        template = state.pg.create_database("cvitx_template")
+        apply_migrations(Database(template))
+        yield state
+    finally:
+        stack_down(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -64,19 +74,3 @@ def provisioned(settings) -> Settings:
 
     run_setup(settings)
     return settings
-
-
-def worker_env(stack, settings: Settings, **extra) -> dict[str, str]:
-    """Environment for a subprocess worker: the stack plus these settings as CVITX_ overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CVITX_")}
-    env.update(stack.environ())
-    defaults = Settings()
-    for field, value in {**settings.model_dump(), **extra}.items():
-        if value != getattr(defaults, field) and value is not None:
-            env["CVITX_" + field.upper()] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())

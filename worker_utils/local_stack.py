@@ -81,6 +81,17 @@ def _as_pg_user() -> list[str]:
     return [runuser, "-u", "postgres", "--"]
 
 
+def _check_traversable(path: Path) -> None:
+    """As root the server runs as 'postgres', which must be able to reach ``path``."""
+    if os.geteuid() != 0:
+        return
+    for parent in path.resolve().parents:
+        if not parent.stat().st_mode & 0o001:
+            raise StackError(f"{parent} is not searchable by the 'postgres' user (mode "
+                             f"{oct(parent.stat().st_mode & 0o777)}); put the stack elsewhere (--root) "
+                             f"or `chmod o+x {parent}`")
+
+
 def _chown_pg(path: Path) -> None:
     if os.geteuid() == 0:
         import pwd
@@ -119,6 +130,7 @@ class PgCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         if (self.datadir / "PG_VERSION").exists():
             return
+        _check_traversable(self.root)
         _chown_pg(self.root)
         self._run("initdb", "-D", str(self.datadir), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
                   "--no-instructions", "--no-sync")

@@ -7,21 +7,8 @@ from pydantic import ValidationError
 from video_analysis.worker_utils.messages import MODELS
 from video_analysis.worker_utils.validation import schema_errors
 
-WID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-VID = "50651c85-90ab-471b-8707-adc0ef16f91f"
-# Spec §3 examples, verbatim.
-PROCESS_VIDEO = {
-    "event": "PROCESS_VIDEO", "video_id": VID, "workspace_id": WID, "workspace_code": "CTX1005",
-    "camera_code": "CAM1", "s3_key_raw": f"demo_user/{WID}/{VID}/raw/CCTV_Test1.mp4", "frame_stride": 3,
-    "recordedAt": None,
-}
-PROCESS_VIDEO_DB = {"event": "PROCESS_VIDEO_DB", "video_id": VID, "workspace_id": WID}
-SNAPSHOT_READY = {
-    "event": "SNAPSHOT_READY", "video_id": VID, "workspace_id": WID, "workspace_code": "CTX1005",
-    "camera_code": "CAM1", "track_id": 305,
-    "snapshot_s3_key": f"s3://cvitx-uploads-dev-jdfirme/demo_user/{WID}/{VID}/snapshots/CTX1005_CAM1_000305_002272.jpg",
-    "recordedAt": None, "detectedIn": 2272, "detectedAt": None, "yolo_type": "SUV",
-}
+from helpers import PROCESS_VIDEO, PROCESS_VIDEO_DB, SNAPSHOT_READY, WID, VID
+
 BASE = {"process_video": PROCESS_VIDEO, "process_video_db": PROCESS_VIDEO_DB, "snapshot_ready": SNAPSHOT_READY}
 DROP = object()
 

@@ -1,0 +1,156 @@
+"""The generic poller in a real process against moto_server, with short timeouts from config."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import worker_env
+from video_analysis.worker_utils.sqs_queue import SqsQueues
+
+APP = Path(__file__).with_name("poller_app.py")
+FAST = dict(visibility_timeout_s=4, heartbeat_s=1.0, receive_wait_s=1, stop_timeout_s=3.0,
+            transient_backoff_base_s=0, transient_backoff_max_s=0)
+
+
+@pytest.fixture
+def fast(provisioned):
+    from video_analysis.worker_utils.provision import run_setup
+
+    s = provisioned.replace(**FAST)
+    run_setup(s, skip_db=True)  # queues get the short visibility timeout too
+    return s
+
+
+class Worker:
+    def __init__(self, stack, settings, tmp_path):
+        self.log = tmp_path / "handled.log"
+        self.log.touch()
+        self.proc = subprocess.Popen([sys.executable, str(APP), str(self.log)], env=worker_env(stack, settings),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def events(self) -> list[tuple[str, str, int]]:
+        return [(e, i, int(c)) for e, i, c in (l.split() for l in self.log.read_text().splitlines())]
+
+    def wait_for(self, predicate, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.events()):
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early ({self.proc.returncode}):\n{self.proc.stdout.read()}")
+            time.sleep(0.1)
+        raise AssertionError(f"timed out; events so far: {self.events()}")
+
+    def stop(self, timeout=15.0) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out
+
+
+@pytest.fixture
+def worker(stack, fast, tmp_path):
+    w = Worker(stack, fast, tmp_path)
+    yield w
+    if w.proc.poll() is None:
+        w.proc.kill()
+        w.proc.wait()
+
+
+def send(s, body) -> None:
+    SqsQueues(s).send_raw(s.video_queue, body if isinstance(body, str) else json.dumps(body))
+
+
+def drain(s, queue, wait_s=1) -> list:
+    q = SqsQueues(s)
+    out = []
+    while True:
+        got = q.receive(queue, 10, wait_s=wait_s, visibility_s=30)
+        if not got:
+            return out
+        out.extend(got)
+
+
+def test_heartbeat_keeps_a_long_job_invisible(fast, worker):
+    # 3x the visibility timeout: without heartbeats it would be redelivered twice.
+    send(fast, {"id": "long", "action": "sleep", "seconds": 3 * fast.visibility_timeout_s})
+    worker.wait_for(lambda ev: ("end", "long", 1) in ev, timeout=40)
+    time.sleep(fast.visibility_timeout_s + 1)  # a redelivery, if any, would have started by now
+    assert [e for e in worker.events() if e[0] == "start"] == [("start", "long", 1)]
+    assert drain(fast, fast.video_queue) == [] and drain(fast, fast.video_dlq) == []
+    rc, out = worker.stop()
+    assert rc == 0, out
+
+
+def test_permanent_error_goes_to_dlq_after_one_receive(fast, worker):
+    send(fast, {"id": "bad", "action": "permanent"})
+    send(fast, {"id": "good", "action": "ok"})
+    worker.wait_for(lambda ev: ("end", "good", 1) in ev)
+    dlq = drain(fast, fast.video_dlq, wait_s=2)
+    assert len(dlq) == 1 and json.loads(dlq[0].body)["id"] == "bad"
+    attrs = {k: v["StringValue"] for k, v in dlq[0].message_attributes.items()}
+    assert attrs["cvitx_error_reason"] == "scripted permanent failure of bad"
+    assert attrs["cvitx_error_code"] == "permanent" and attrs["cvitx_receive_count"] == "1"
+    assert attrs["cvitx_source_queue"] == fast.video_queue
+    assert [e for e in worker.events() if e[1] == "bad"] == [("start", "bad", 1)]
+    assert worker.stop()[0] == 0
+
+
+def test_transient_error_retries_then_dlq_after_max_receives(fast, worker):
+    send(fast, {"id": "flaky", "action": "transient"})
+    worker.wait_for(lambda ev: len([e for e in ev if e[1] == "flaky"]) >= fast.max_receive_count, timeout=60)
+    dlq = drain(fast, fast.video_dlq, wait_s=3)
+    assert len(dlq) == 1
+    reason = dlq[0].message_attributes["cvitx_error_reason"]["StringValue"]
+    assert reason.startswith(f"gave up after {fast.max_receive_count} receives") and "flaky" in reason
+    counts = [c for e, i, c in worker.events() if i == "flaky"]
+    assert counts == list(range(1, fast.max_receive_count + 1))
+    assert drain(fast, fast.video_queue) == []
+    assert worker.stop()[0] == 0
+
+
+def test_malformed_json_goes_to_dlq_and_serving_continues(fast, worker):
+    send(fast, "{not json")
+    send(fast, {"id": "after", "action": "ok"})
+    worker.wait_for(lambda ev: ("end", "after", 1) in ev)
+    dlq = drain(fast, fast.video_dlq, wait_s=2)
+    assert [m.body for m in dlq] == ["{not json"]
+    assert "not valid JSON" in dlq[0].message_attributes["cvitx_error_reason"]["StringValue"]
+    assert worker.stop()[0] == 0
+
+
+@pytest.mark.parametrize("action", ["sleep", "stubborn"])
+def test_sigterm_mid_handler_exits_0_and_message_is_visible_again(fast, worker, action):
+    send(fast, {"id": "inflight", "action": action, "seconds": 60})
+    worker.wait_for(lambda ev: ("start", "inflight", 1) in ev)
+    t0 = time.monotonic()
+    rc, out = worker.stop(timeout=fast.stop_timeout_s + 10)
+    took = time.monotonic() - t0
+    assert rc == 0, out
+    assert took < fast.stop_timeout_s + 5
+    if action == "stubborn":
+        assert "stop timeout reached" in out
+    # released (visibility 0), not left hidden for the whole visibility timeout
+    again = SqsQueues(fast).receive(fast.video_queue, 1, wait_s=2)
+    assert [json.loads(m.body)["id"] for m in again] == ["inflight"]
+
+
+def test_sigterm_during_long_poll_exits_promptly(fast, worker):
+    time.sleep(2)  # idle: the worker sits in a long poll
+    t0 = time.monotonic()
+    rc, out = worker.stop()
+    assert rc == 0, out
+    assert time.monotonic() - t0 < fast.receive_wait_s + 5
+    assert '"msg": "stopped"' in out
+
+
+def test_backoff_table():
+    from video_analysis.worker_utils.poller import backoff_s
+
+    assert [backoff_s(n, 5, 120) for n in range(1, 8)] == [5, 10, 20, 40, 80, 120, 120]
