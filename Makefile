@@ -43,6 +43,11 @@ deps:
 test: venv deps
 	$(BIN)/python -m pytest -q
 
+demo: venv deps
+	$(BIN)/python -m video_analysis stack up
+	source .stack/env && $(BIN)/python -m video_analysis setup; rc=$$?; \
+	  $(BIN)/python -m video_analysis stack down; exit $$rc
+
 clean:
 	-$(BIN)/python -m video_analysis stack down 2>/dev/null
 	rm -rf $(VENV) .stack
