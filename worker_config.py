@@ -97,9 +97,9 @@ class Settings(BaseModel):
     detector_class_map: Optional[dict[str, str]] = None  # None = taxonomy names 1:1, else COCO map
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     detector_iou: float = Field(0.5, ge=0.0, le=1.0)
-    detector_imgsz: int = Field(640, ge=32)
+    detector_imgsz: Optional[int] = Field(None, ge=32)  # None = the size the weights were trained at (else 640)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    tracker: Literal["botsort", "bytetrack", "deepsort"] = "botsort"
+    tracker: Literal["botsort", "bytetrack"] = "botsort"  # botsort uses ReID weights when present
     tracker_reid_path: str = "yolo_worker/bundle/deepsort.engine"
     track_max_age: int = Field(30, ge=1)  # processed frames a lost track is kept before it ends
     min_track_hits: int = Field(3, ge=1)  # shorter tracks are noise and emit nothing

@@ -52,3 +52,47 @@ def list_analyses(db: Database, video_id: str) -> list[dict[str, Any]]:
         " WHERE a.video_id = %s GROUP BY a.id ORDER BY a.detected_in_ms, a.track_id",
         (video_id,),
     )
+
+
+def insert_analysis_queued(db: Database, *, video_id: str, workspace_id: str, track_id: int, snapshot_uri: str,
+                           detected_in_ms: int, detected_at: Optional[str], yolo_type: str) -> str:
+    """Insert the snapshot's analysis row as ``queued`` unless it exists; returns the row's status.
+
+    A redelivered video finds its rows already there (UNIQUE snapshot_s3_key) and leaves them as
+    they are, so a finished analysis is never reset.
+    """
+    with db.transaction("DB insert image_analyses") as cur:
+        cur.execute(
+            "INSERT INTO image_analyses (video_id, workspace_id, track_id, snapshot_s3_key, detected_in_ms,"
+            " detected_at, yolo_type, status) VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued')"
+            " ON CONFLICT (snapshot_s3_key) DO NOTHING RETURNING status",
+            (video_id, workspace_id, track_id, snapshot_uri, detected_in_ms, detected_at, yolo_type),
+        )
+        row = cur.fetchone()
+        if row:
+            return row["status"]
+        cur.execute("SELECT status FROM image_analyses WHERE snapshot_s3_key = %s", (snapshot_uri,))
+        return cur.fetchone()["status"]
+
+
+def ensure_video_processing(db: Database, *, video_id: str, workspace_id: str, workspace_code: str,
+                            camera_code: str, s3_key_raw: str, frame_stride: int,
+                            recorded_at: Optional[str]) -> Optional[str]:
+    """Start work on a PROCESS_VIDEO: create the row if the API never did (ops hand-sent the
+    message), else move it to ``processing``.  Returns the status it had before, or None if new.
+    A ``done`` video stays ``done`` (the caller skips it)."""
+    with db.transaction("DB start video") as cur:
+        cur.execute("SELECT status, workspace_id::text AS workspace_id FROM videos WHERE id = %s FOR UPDATE",
+                    (video_id,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                "INSERT INTO videos (id, workspace_id, workspace_code, camera_code, s3_key_raw, frame_stride,"
+                " recorded_at, status) VALUES (%s, %s, %s, %s, %s, %s, %s, 'processing')",
+                (video_id, workspace_id, workspace_code, camera_code, s3_key_raw, frame_stride, recorded_at),
+            )
+            return None
+        if row["status"] != "done":
+            cur.execute("UPDATE videos SET status = 'processing', error = NULL, updated_at = now() WHERE id = %s",
+                        (video_id,))
+        return row["status"]

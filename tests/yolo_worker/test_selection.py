@@ -1,0 +1,72 @@
+"""Best-frame ranking: area -> conf -> sharpness -> center -> earlier, border first, with tolerances."""
+import numpy as np
+import pytest
+
+from video_analysis.yolo_worker.selection import Candidate, TrackBook, is_better, make_candidate
+
+W, H = 1000, 600
+
+
+def cand(frame=10, box=(400, 250, 600, 350), conf=0.8, sharp=100.0, cls=0):
+    return make_candidate(frame, frame * 40, box, conf, cls, sharp, W, H)
+
+
+@pytest.mark.parametrize("a,b,a_wins,why", [
+    (cand(box=(400, 250, 600, 350)), cand(box=(400, 250, 560, 350)), True, "area 20% larger"),
+    (cand(box=(400, 250, 600, 350), conf=0.5), cand(box=(400, 250, 590, 350), conf=0.9), False,
+     "area within 10% -> conf decides"),
+    (cand(box=(0, 250, 300, 400)), cand(box=(400, 250, 500, 300)), False, "border loses even when much larger"),
+    (cand(box=(400, 250, 600, 350), conf=0.82, sharp=50), cand(box=(400, 250, 600, 350), conf=0.8, sharp=100), False,
+     "conf within 0.05 -> sharpness decides"),
+    (cand(sharp=105), cand(sharp=100, frame=20), True, "all tie within tolerance -> earlier wins"),
+    (cand(sharp=105, frame=30), cand(sharp=100, frame=20), False, "all tie -> earlier wins (b)"),
+    (cand(box=(450, 250, 650, 350), frame=30), cand(box=(700, 400, 900, 500), frame=20), True,
+     "same area/conf/sharpness -> closer to centre"),
+    (cand(box=(400, 250, 600, 350), conf=0.9), cand(box=(400, 250, 600, 350), conf=0.7), True, "higher conf"),
+    (cand(box=(400, 250, 600, 350), sharp=200), cand(box=(400, 250, 600, 350), sharp=100), True, "sharper"),
+])
+def test_ranking(a, b, a_wins, why):
+    assert is_better(a, b) is a_wins, why
+
+
+def test_candidate_geometry():
+    c = cand(box=(0, 0, 100, 100))
+    assert c.touches_border and c.area == 10000
+    centred = make_candidate(0, 0, (450, 250, 550, 350), 0.9, 0, 1.0, W, H)
+    assert centred.center_dist == pytest.approx(0.0) and not centred.touches_border
+    corner = make_candidate(0, 0, (990, 590, 1000, 600), 0.9, 0, 1.0, W, H)
+    assert corner.center_dist == pytest.approx(np.hypot(495, 295) / np.hypot(500, 300))
+
+
+def crop_fn(box):
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
+
+
+def test_book_keeps_only_the_best_crop_and_votes_type():
+    book = TrackBook(max_age=2, min_hits=2)
+    book.observe(1, cand(frame=1, box=(400, 250, 500, 300), cls=1, conf=0.9), 7, crop_fn)
+    book.observe(2, cand(frame=2, box=(400, 250, 600, 350), cls=0, conf=0.5), 7, crop_fn)
+    book.observe(3, cand(frame=3, box=(400, 250, 520, 310), cls=1, conf=0.9), 7, crop_fn)
+    st = book.live[7]
+    assert st.best.frame_index == 2 and st.best_crop.shape == (100, 200, 3)
+    assert st.yolo_type == "SUV"  # votes: SUV 1.8 vs Car 0.5
+    assert book.expire(5) == []  # unseen for 2 steps: not yet
+    done = book.expire(6)
+    assert [f.track_id for f in done] == [7] and done[0].hits == 3 and done[0].best.frame_index == 2
+    assert book.live == {}
+
+
+def test_short_tracks_are_dropped_and_flush_ends_everything():
+    book = TrackBook(max_age=30, min_hits=3)
+    for step in (1, 2, 3):
+        book.observe(step, cand(frame=step), 1, crop_fn)
+    book.observe(3, cand(frame=3), 2, crop_fn)
+    out = book.flush()
+    assert [f.track_id for f in out] == [1] and book.dropped == 1 and book.live == {}
+
+
+def test_candidate_is_frozen():
+    with pytest.raises(Exception):
+        cand().conf = 1.0  # type: ignore[misc]
+    assert isinstance(cand(), Candidate)

@@ -1,0 +1,106 @@
+"""Detector adapter: ultralytics weights (.pt, .onnx, OpenVINO dir, TensorRT .engine) -> D x 6 arrays.
+
+Output per frame: ``float32`` array ``D x 6`` = ``(x1, y1, x2, y2, conf, cls)`` in pixels of
+the frame passed in, ``cls`` already mapped onto the 8-type taxonomy (index into
+``worker_config.TAXONOMY``); classes with no mapping are dropped.
+
+Class mapping, in order: ``settings.detector_class_map`` when set; 1:1 when every class name
+of the weights is a taxonomy name (the demo detector); else the COCO vehicle map
+(car, truck, bus, motorcycle) with every other class ignored.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..worker_config import COCO_TO_TAXONOMY, TAXONOMY, Settings
+from ..worker_utils.errors import PermanentError
+from ..worker_utils.offline import ultralytics_offline
+
+log = logging.getLogger(__name__)
+
+
+class DetectorConfigError(PermanentError):
+    code = "detector_config"
+
+
+def class_lookup(names: Mapping[int, str] | Sequence[str], class_map: Mapping[str, str] | None) -> np.ndarray:
+    """``lookup[model_class] = taxonomy index or -1`` for the weights' class names."""
+    names = dict(enumerate(names)) if not isinstance(names, Mapping) else dict(names)
+    if class_map is None:
+        if set(names.values()) <= set(TAXONOMY):
+            class_map = {n: n for n in names.values()}
+        else:
+            class_map = COCO_TO_TAXONOMY
+    lookup = np.full(max(names) + 1 if names else 0, -1, dtype=np.int64)
+    for idx, name in names.items():
+        target = class_map.get(name)
+        if target is not None:
+            lookup[idx] = TAXONOMY.index(target)
+    if names and (lookup < 0).all():
+        raise DetectorConfigError(
+            f"none of the detector's classes {sorted(names.values())[:12]} map onto the taxonomy {list(TAXONOMY)}; "
+            "set detector_class_map (e.g. CVITX_DETECTOR_CLASS_MAP='{\"car\": \"Car\"}')")
+    return lookup
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+class Detector:
+    """One loaded detector; ``detect(frame)`` is safe to call for every processed frame."""
+
+    def __init__(self, settings: Settings, weights: str | Path | None = None):
+        ultralytics_offline()
+        from ultralytics import YOLO
+
+        path = settings.resolve_path(str(weights or settings.detector_path))
+        if not path.exists():
+            raise DetectorConfigError(f"detector weights {path} do not exist; set detector_path "
+                                      "(CVITX_DETECTOR_PATH) to a .pt/.onnx/.engine file or OpenVINO directory")
+        self.path = path
+        self.device = resolve_device(settings.device)
+        try:
+            self.model: Any = YOLO(str(path), task="detect")
+        except Exception as exc:  # noqa: BLE001 - any loader failure is a configuration problem
+            raise DetectorConfigError(f"cannot load detector {path}: {type(exc).__name__}: {exc}") from exc
+        self.names = dict(self.model.names)
+        self.lookup = class_lookup(self.names, settings.detector_class_map)
+        self.imgsz = settings.detector_imgsz or self._trained_imgsz() or 640
+        self.conf, self.iou = settings.detector_conf, settings.detector_iou
+        self.half = self.device.startswith("cuda")
+        log.info("detector loaded", extra={"weights": str(path), "device": self.device, "imgsz": self.imgsz,
+                                            "classes": len(self.names)})
+
+    def _trained_imgsz(self) -> int | None:
+        args = getattr(getattr(self.model, "model", None), "args", None) or getattr(self.model, "overrides", {})
+        size = args.get("imgsz") if isinstance(args, dict) else getattr(args, "imgsz", None)
+        return int(size) if isinstance(size, (int, float)) else None
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Detections for each BGR frame (H x W x 3 uint8) of ``frames``; see the module docstring."""
+        if not frames:
+            return []
+        results = self.model.predict(frames, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device,
+                                     half=self.half, verbose=False, save=False)
+        out = []
+        for r in results:
+            data = r.boxes.data.cpu().numpy().astype(np.float32) if r.boxes is not None else np.zeros((0, 6), np.float32)
+            data = data[:, :6]
+            if len(data):
+                cls = self.lookup[data[:, 5].astype(np.int64)]
+                data = data[cls >= 0]
+                data[:, 5] = cls[cls >= 0]
+            out.append(data.reshape(-1, 6))
+        return out
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        return self.detect_batch([frame])[0]

@@ -1,0 +1,163 @@
+"""Best frame per track: pure ranking and the per-track book-keeping (no I/O, no SQL).
+
+Candidates are compared in the spec's priority order, with tolerances so that noise in
+one criterion does not override the next one:
+
+0. **border**: a box touching the frame border (within ``BORDER_PX``) loses to one that does
+   not, before anything else: a cut-off vehicle is a poor snapshot however large;
+1. **area**: larger wins unless the two are within ``AREA_TOL`` (10 %) of the larger;
+2. **conf**: higher wins unless within ``CONF_TOL`` (0.05);
+3. **sharpness** (variance of Laplacian): higher wins unless within ``SHARP_TOL`` (10 %);
+4. **center**: closer to the frame centre wins unless the distances (as fractions of the
+   half-diagonal) are within ``CENTER_TOL`` (0.05);
+5. **earlier** frame wins.
+
+A track keeps only its current best candidate *and its crop* (never a whole frame), so
+memory is bounded by the number of live tracks, not by video length.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import numpy as np
+
+from ..worker_config import TAXONOMY
+
+BORDER_PX = 2.0
+AREA_TOL = 0.10
+CONF_TOL = 0.05
+SHARP_TOL = 0.10
+CENTER_TOL = 0.05
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One detection of a track in one processed frame.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in full-resolution frame pixels; ``center_dist`` is the box
+    centre's distance to the frame centre as a fraction of the half-diagonal (0 = centre, 1 =
+    corner); ``ts_ms`` is the frame's timestamp.
+    """
+
+    frame_index: int
+    ts_ms: int
+    box: tuple[float, float, float, float]
+    conf: float
+    cls: int
+    sharpness: float
+    touches_border: bool
+    center_dist: float
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def make_candidate(frame_index: int, ts_ms: int, box: Iterable[float], conf: float, cls: int, sharpness: float,
+                   frame_w: int, frame_h: int) -> Candidate:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    border = x1 <= BORDER_PX or y1 <= BORDER_PX or x2 >= frame_w - BORDER_PX or y2 >= frame_h - BORDER_PX
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half_diag = float(np.hypot(frame_w / 2, frame_h / 2)) or 1.0
+    dist = float(np.hypot(cx - frame_w / 2, cy - frame_h / 2)) / half_diag
+    return Candidate(frame_index, int(ts_ms), (x1, y1, x2, y2), float(conf), int(cls), float(sharpness), border, dist)
+
+
+def _rel_close(a: float, b: float, tol: float) -> bool:
+    hi = max(abs(a), abs(b))
+    return hi == 0 or abs(a - b) <= tol * hi
+
+
+def is_better(a: Candidate, b: Candidate) -> bool:
+    """True when ``a`` should replace ``b`` as the track's best candidate."""
+    if a.touches_border != b.touches_border:
+        return not a.touches_border
+    if not _rel_close(a.area, b.area, AREA_TOL):
+        return a.area > b.area
+    if abs(a.conf - b.conf) > CONF_TOL:
+        return a.conf > b.conf
+    if not _rel_close(a.sharpness, b.sharpness, SHARP_TOL):
+        return a.sharpness > b.sharpness
+    if abs(a.center_dist - b.center_dist) > CENTER_TOL:
+        return a.center_dist < b.center_dist
+    return a.frame_index < b.frame_index
+
+
+@dataclass
+class TrackState:
+    """What is kept for one live track: counts, the class vote and the best candidate's crop."""
+
+    track_id: int
+    first_frame: int
+    first_ts_ms: int
+    last_frame: int
+    last_ts_ms: int
+    last_seen_step: int
+    hits: int = 0
+    class_votes: Counter = field(default_factory=Counter)
+    best: Optional[Candidate] = None
+    best_crop: Optional[np.ndarray] = None  # H x W x 3 uint8, cut from the full-resolution frame
+
+    @property
+    def yolo_type(self) -> str:
+        """The taxonomy type with the largest confidence-weighted vote over the track's life."""
+        cls = max(sorted(self.class_votes), key=lambda c: self.class_votes[c])
+        return TAXONOMY[cls]
+
+
+@dataclass(frozen=True)
+class FinishedTrack:
+    track_id: int
+    best: Candidate
+    crop: np.ndarray
+    yolo_type: str
+    hits: int
+    first_ts_ms: int
+    last_ts_ms: int
+
+
+class TrackBook:
+    """Keeps one :class:`TrackState` per live track and decides when a track has ended.
+
+    A track ends when it has not been seen for more than ``max_age`` processed frames (the
+    tracker's own buffer, so the id can no longer come back) or when the video ends.  Tracks
+    with fewer than ``min_hits`` detections are dropped as noise.
+    """
+
+    def __init__(self, max_age: int, min_hits: int):
+        self.max_age, self.min_hits = max_age, min_hits
+        self.live: dict[int, TrackState] = {}
+        self.dropped = 0
+
+    def observe(self, step: int, cand: Candidate, track_id: int, crop_fn) -> None:
+        """Record ``cand`` for ``track_id``; ``crop_fn(box)`` cuts the crop when it becomes the best."""
+        st = self.live.get(track_id)
+        if st is None:
+            st = self.live[track_id] = TrackState(track_id, cand.frame_index, cand.ts_ms, cand.frame_index,
+                                                  cand.ts_ms, step)
+        st.hits += 1
+        st.last_frame, st.last_ts_ms, st.last_seen_step = cand.frame_index, cand.ts_ms, step
+        st.class_votes[cand.cls] += cand.conf
+        if st.best is None or is_better(cand, st.best):
+            st.best, st.best_crop = cand, crop_fn(cand.box)
+
+    def _finish(self, track_ids: list[int]) -> list[FinishedTrack]:
+        out = []
+        for tid in sorted(track_ids):
+            st = self.live.pop(tid)
+            if st.hits < self.min_hits or st.best is None or st.best_crop is None:
+                self.dropped += 1
+                continue
+            out.append(FinishedTrack(tid, st.best, st.best_crop, st.yolo_type, st.hits, st.first_ts_ms, st.last_ts_ms))
+        return out
+
+    def expire(self, step: int) -> list[FinishedTrack]:
+        """Tracks unseen for more than ``max_age`` steps, finished (ordered by track id)."""
+        return self._finish([tid for tid, st in self.live.items() if step - st.last_seen_step > self.max_age])
+
+    def flush(self) -> list[FinishedTrack]:
+        """Every live track, finished: the video has ended."""
+        return self._finish(list(self.live))

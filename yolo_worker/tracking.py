@@ -1,0 +1,83 @@
+"""Tracker adapter: ultralytics BoT-SORT (motion + appearance) or ByteTrack (motion only).
+
+``update(dets, frame)`` takes the detector's ``D x 6`` array and the full-resolution BGR frame
+and returns ``N x 8`` = ``(x1, y1, x2, y2, track_id, score, cls, det_index)`` for the tracks
+confirmed in this frame.  One tracker per video: ids start at 1 for each video.
+
+Appearance (the DeepSORT part) needs re-ID weights: when ``tracker_reid_path`` exists and can
+run here (``.pt``/``.onnx``/OpenVINO on any device, the spec's ``deepsort.engine`` on a GPU
+with TensorRT) BoT-SORT fuses its embeddings with IoU; otherwise it runs motion-only and logs
+why.  Global motion compensation is off: CCTV cameras do not move, and it costs a full-frame
+optical flow per frame.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..worker_config import Settings
+from ..worker_utils.offline import ultralytics_offline
+
+log = logging.getLogger(__name__)
+
+
+def _tracker_args(settings: Settings) -> Any:
+    ultralytics_offline()
+    import ultralytics
+    from ultralytics.utils import YAML, IterableSimpleNamespace
+
+    cfg_file = Path(ultralytics.__file__).parent / "cfg" / "trackers" / f"{settings.tracker}.yaml"
+    cfg = YAML.load(cfg_file)
+    cfg.update(track_buffer=settings.track_max_age, gmc_method="none", with_reid=False,
+               track_high_thresh=max(settings.detector_conf, 0.1), new_track_thresh=max(settings.detector_conf, 0.1))
+    return IterableSimpleNamespace(**cfg)
+
+
+def reid_status(settings: Settings) -> tuple[bool, str]:
+    """(use ReID?, why) for the configured tracker and re-ID weights."""
+    if settings.tracker != "botsort":
+        return False, f"tracker {settings.tracker} is motion-only"
+    path = settings.resolve_path(settings.tracker_reid_path)
+    if not path.exists():
+        return False, f"no re-ID weights at {path}: motion-only BoT-SORT"
+    if path.suffix == ".engine":
+        import torch
+
+        if not torch.cuda.is_available():
+            return False, f"{path.name} is a TensorRT engine and needs a GPU: motion-only BoT-SORT"
+    return True, f"appearance from {path.name}"
+
+
+class Tracker:
+    def __init__(self, settings: Settings, frame_shape: tuple[int, int]):
+        args = _tracker_args(settings)
+        from ultralytics.trackers.bot_sort import BOTSORT
+        from ultralytics.trackers.byte_tracker import BYTETracker
+
+        use_reid, why = reid_status(settings)
+        if settings.tracker == "botsort":
+            self.impl: Any = BOTSORT(args)
+            if use_reid:
+                try:
+                    from ultralytics.trackers.utils.reid import ReID
+
+                    self.impl.encoder = ReID(str(settings.resolve_path(settings.tracker_reid_path)))
+                    self.impl.args.with_reid = True
+                    self.impl.args.model = str(settings.tracker_reid_path)  # not "auto": the encoder gets the frame
+                except Exception as exc:  # noqa: BLE001 - fall back rather than fail every video
+                    use_reid, why = False, f"re-ID weights failed to load ({type(exc).__name__}: {exc}): motion-only"
+        else:
+            self.impl = BYTETracker(args)
+        self.appearance = use_reid
+        self.frame_shape = frame_shape
+        log.debug("tracker ready", extra={"tracker": settings.tracker, "reid": use_reid, "why": why})
+
+    def update(self, dets: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        from ultralytics.engine.results import Boxes
+
+        boxes = Boxes(np.asarray(dets, dtype=np.float32).reshape(-1, 6), self.frame_shape)
+        out = self.impl.update(boxes, frame)
+        return np.asarray(out, dtype=np.float64).reshape(-1, 8)

@@ -1,0 +1,199 @@
+"""yolo_worker handler: PROCESS_VIDEO / PROCESS_VIDEO_DB -> snapshots in S3 + SNAPSHOT_READY.
+
+Per message:
+
+1. validate (schema + semantic checks); PROCESS_VIDEO_DB is resolved from the ``videos`` row;
+2. ``videos.status`` -> ``processing`` (a PROCESS_VIDEO for a video the API never registered
+   creates the row); a video already ``done`` is skipped: redelivery never moves it back and
+   never re-emits;
+3. stream the MP4 to a temp file, probe it, enforce the configured limits;
+4. run detect -> track -> best frame; for each finished track: letterbox 640x640 JPEG ->
+   S3 put at the deterministic key -> ``image_analyses`` row ``queued`` -> SNAPSHOT_READY;
+5. ``videos.status`` -> ``done``.
+
+A redelivery of an unfinished video (crash, kill, lost DB) re-runs the same deterministic
+pipeline: the same keys are overwritten with the same bytes, existing analysis rows are kept,
+and SNAPSHOT_READY is sent again only for rows still ``queued`` (main_worker treats repeats
+idempotently).  Permanent failures mark the video ``error`` with the reason before the
+message goes to the DLQ.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from ..worker_config import Settings
+from ..worker_utils.db import Database
+from ..worker_utils.errors import BadMedia, PermanentError, TransientError, ValidationFailed, WorkerError
+from ..worker_utils.imaging import encode_jpeg, letterbox
+from ..worker_utils.keys import build_snapshot_key, build_snapshot_uri, is_uuid
+from ..worker_utils.logs import log_context, log_stage
+from ..worker_utils.messages import ProcessVideo, ProcessVideoDb
+from ..worker_utils.poller import HandlerContext
+from ..worker_utils.repository import ensure_video_processing, get_video, insert_analysis_queued, set_video_status
+from ..worker_utils.s3_store import S3Store
+from ..worker_utils.sqs_queue import ReceivedMessage, SqsQueues
+from ..worker_utils.timeutil import detected_at, format_iso8601
+from ..worker_utils.validation import validate_snapshot_ready, validate_video_task
+from .detector import Detector
+from .pipeline import PipelineStats, run_pipeline
+from .selection import FinishedTrack
+from .tracking import Tracker
+from .video import VideoInfo, probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    video_id: str
+    workspace_id: str
+    workspace_code: str
+    camera_code: str
+    s3_key_raw: str
+    frame_stride: int
+    recorded_at: Optional[str]
+
+
+class YoloWorker:
+    """Holds the loaded detector and the adapters; ``handle`` serves one message."""
+
+    def __init__(self, settings: Settings, *, s3: Optional[S3Store] = None, sqs: Optional[SqsQueues] = None,
+                 db: Optional[Database] = None, detector: Optional[Detector] = None):
+        self.settings = settings
+        self.s3 = s3 or S3Store(settings)
+        self.sqs = sqs or SqsQueues(settings)
+        self.db = db or Database(settings)
+        self.detector = detector or Detector(settings)  # at start-up: bad weights fail before serving
+        self.last_stats: Optional[PipelineStats] = None
+
+    # --- message -> job --------------------------------------------------------
+    def _job(self, msg: ProcessVideo | ProcessVideoDb) -> VideoJob:
+        if isinstance(msg, ProcessVideo):
+            return VideoJob(msg.video_id, msg.workspace_id, msg.workspace_code, msg.camera_code, msg.s3_key_raw,
+                            msg.frame_stride or self.settings.default_frame_stride, msg.recordedAt)
+        row = get_video(self.db, msg.video_id)
+        if row is None:
+            raise ValidationFailed(f"PROCESS_VIDEO_DB names video {msg.video_id}, which is not in the videos table; "
+                                   "register the video first or send a full PROCESS_VIDEO")
+        if str(row["workspace_id"]) != msg.workspace_id:
+            raise ValidationFailed(f"video {msg.video_id} belongs to workspace {row['workspace_id']}, "
+                                   f"not {msg.workspace_id}")
+        recorded = format_iso8601(row["recorded_at"]) if row["recorded_at"] is not None else None
+        full = {"event": "PROCESS_VIDEO", "video_id": msg.video_id, "workspace_id": msg.workspace_id,
+                "workspace_code": row["workspace_code"], "camera_code": row["camera_code"],
+                "s3_key_raw": row["s3_key_raw"], "frame_stride": row["frame_stride"], "recordedAt": recorded}
+        try:  # the row must satisfy the same contract as a full message
+            resolved = validate_video_task(full, self.settings)
+        except ValidationFailed as exc:
+            raise ValidationFailed(f"videos row of {msg.video_id} is not a valid job: {exc.reason}") from None
+        return self._job(resolved)
+
+    # --- handler -----------------------------------------------------------------
+    def handle(self, message: ReceivedMessage, ctx: HandlerContext) -> None:
+        try:
+            msg = validate_video_task(message.body, self.settings)
+        except ValidationFailed as exc:
+            self._mark_error(_video_id_of(message.body), f"invalid message: {exc.reason}", True)
+            raise
+        with log_context(video_id=msg.video_id):
+            video_known = False
+            try:
+                job = self._job(msg)
+                before = ensure_video_processing(
+                    self.db, video_id=job.video_id, workspace_id=job.workspace_id,
+                    workspace_code=job.workspace_code, camera_code=job.camera_code, s3_key_raw=job.s3_key_raw,
+                    frame_stride=job.frame_stride, recorded_at=job.recorded_at)
+                video_known = True
+                if before == "done":
+                    log.info("video already done; redelivery skipped (nothing re-emitted)")
+                    return
+                stats = self._process(job, ctx)
+                set_video_status(self.db, job.video_id, "done", allowed_from=("processing",))
+                log.info("video done", extra={"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
+                                               "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
+                                               "processed_fps": round(stats.fps, 1),
+                                               "duration_ms": round(stats.wall_s * 1e3, 1)})
+            except PermanentError as exc:
+                self._mark_error(msg.video_id, exc.reason, video_known or isinstance(msg, ProcessVideoDb))
+                raise
+            except TransientError as exc:
+                if message.receive_count >= self.settings.max_receive_count:
+                    self._mark_error(msg.video_id, f"gave up after {message.receive_count} receives: {exc.reason}",
+                                     True)
+                raise
+
+    def _mark_error(self, video_id: Optional[str], reason: str, row_may_exist: bool) -> None:
+        """Record ``reason`` on the videos row where one exists (never on a ``done`` one)."""
+        if not row_may_exist or not video_id:
+            return
+        try:
+            set_video_status(self.db, video_id, "error", reason[:2000])
+        except WorkerError as exc:
+            log.warning("could not record the error on the videos row", extra={"error": exc.reason})
+
+    def _process(self, job: VideoJob, ctx: HandlerContext) -> PipelineStats:
+        s = self.settings
+        with log_stage(log, "download"):
+            path = self.s3.download_to_file(job.s3_key_raw, max_bytes=s.max_video_bytes, suffix=".mp4")
+        try:
+            info = probe(path)
+            self._check_limits(info)
+            log.info("video opened", extra={"width": info.width, "height": info.height, "fps": round(info.fps, 3),
+                                            "frames": info.frame_count, "frame_stride": job.frame_stride})
+            tracker = Tracker(s, (info.height, info.width))
+            stats = run_pipeline(path, info, job.frame_stride, s, self.detector, tracker,
+                                 emit=lambda ft: self._emit(job, ft), check_cancelled=ctx.check_cancelled,
+                                 on_progress=lambda p: (ctx.progress(), log.info("progress", extra=p)))
+        finally:
+            os.unlink(path)
+        if stats.frames_read == 0:
+            raise BadMedia("the video has no decodable frames (empty or corrupt); re-encode and re-upload it")
+        self.last_stats = stats
+        return stats
+
+    def _check_limits(self, info: VideoInfo) -> None:
+        s = self.settings
+        if info.width * info.height > s.max_video_pixels:
+            raise BadMedia(f"video is {info.width}x{info.height}, over the max_video_pixels limit "
+                           f"({s.max_video_pixels}); downscale it or raise the limit")
+        if info.duration_s > s.max_video_duration_s:
+            raise BadMedia(f"video lasts {info.duration_s:.0f} s, over the max_video_duration_s limit "
+                           f"({s.max_video_duration_s:.0f} s); split it or raise the limit")
+
+    def _emit(self, job: VideoJob, ft: FinishedTrack) -> None:
+        s = self.settings
+        offset = ft.best.ts_ms
+        key = build_snapshot_key(job.workspace_id, job.video_id, job.workspace_code, job.camera_code, ft.track_id,
+                                 offset, s.user_prefix)
+        uri = build_snapshot_uri(s.bucket, key)
+        snap, _ = letterbox(ft.crop, s.snapshot_size, s.letterbox_pad_value)
+        jpeg = encode_jpeg(snap, s.jpeg_quality)
+        self.s3.put_bytes(key, jpeg, "image/jpeg")
+        at = detected_at(job.recorded_at, offset)
+        status = insert_analysis_queued(self.db, video_id=job.video_id, workspace_id=job.workspace_id,
+                                        track_id=ft.track_id, snapshot_uri=uri, detected_in_ms=offset, detected_at=at,
+                                        yolo_type=ft.yolo_type)
+        if status != "queued":
+            log.info("snapshot already analysed; not re-announced", extra={"track_id": ft.track_id, "status": status})
+            return
+        message = {"event": "SNAPSHOT_READY", "video_id": job.video_id, "workspace_id": job.workspace_id,
+                   "workspace_code": job.workspace_code, "camera_code": job.camera_code, "track_id": ft.track_id,
+                   "snapshot_s3_key": uri, "recordedAt": job.recorded_at, "detectedIn": offset, "detectedAt": at,
+                   "yolo_type": ft.yolo_type}
+        validate_snapshot_ready(message, s)  # never send what main_worker would reject
+        self.sqs.send_json(s.snapshot_queue, message, "snapshot_ready")
+        log.info("snapshot ready", extra={"track_id": ft.track_id, "detected_in_ms": offset,
+                                          "yolo_type": ft.yolo_type, "bytes": len(jpeg), "hits": ft.hits})
+
+
+def _video_id_of(body: str) -> Optional[str]:
+    """The video_id of a message that failed validation, when it has a well-formed one."""
+    try:
+        value = json.loads(body).get("video_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and is_uuid(value) else None
