@@ -1,6 +1,7 @@
 """The CLI as a user runs it: real processes, the local stack, --help for every command."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,7 @@ def test_stack_up_setup_send_status_down(tmp_path):
         assert bad.returncode != 0 and "must be a lower-case UUID" in bad.stderr
     finally:
         r = run_cli("stack", "down", "--root", str(root))
+        shutil.rmtree(root, ignore_errors=True)
         assert r.returncode == 0 and "stopped" in r.stdout
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(root) not in ps  # nothing left running

@@ -96,3 +96,70 @@ def ensure_video_processing(db: Database, *, video_id: str, workspace_id: str, w
             cur.execute("UPDATE videos SET status = 'processing', error = NULL, updated_at = now() WHERE id = %s",
                         (video_id,))
         return row["status"]
+
+
+def start_analysis(db: Database, *, video_id: str, workspace_id: str, track_id: int, snapshot_uri: str,
+                   detected_in_ms: int, detected_at: Optional[str], yolo_type: str) -> tuple[str, Optional[str]]:
+    """Upsert the analysis row by snapshot key and move it to ``processing``.
+
+    Returns ``(analysis_id, status before)``; status before is None for a new row.  A ``done``
+    row is left untouched (the caller skips it).  A video missing from ``videos`` is a
+    permanent error (foreign key): SNAPSHOT_READY for an unregistered video.
+    """
+    with db.transaction("DB start analysis") as cur:
+        cur.execute("SELECT id::text AS id, status FROM image_analyses WHERE snapshot_s3_key = %s FOR UPDATE",
+                    (snapshot_uri,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                "INSERT INTO image_analyses (video_id, workspace_id, track_id, snapshot_s3_key, detected_in_ms,"
+                " detected_at, yolo_type, status) VALUES (%s, %s, %s, %s, %s, %s, %s, 'processing')"
+                " ON CONFLICT (snapshot_s3_key) DO UPDATE SET status = image_analyses.status"
+                " RETURNING id::text AS id",
+                (video_id, workspace_id, track_id, snapshot_uri, detected_in_ms, detected_at, yolo_type),
+            )
+            return cur.fetchone()["id"], None
+        if row["status"] != "done":
+            cur.execute("UPDATE image_analyses SET status = 'processing', error = NULL, updated_at = now()"
+                        " WHERE id = %s", (row["id"],))
+        return row["id"], row["status"]
+
+
+RESULT_COLUMNS = ("type", "type_conf", "make", "make_conf", "model", "model_conf", "colors", "plate", "plate_conf",
+                  "payload", "model_name", "model_version", "latency_ms")
+
+
+def finish_analysis(db: Database, analysis_id: str, results: list[dict[str, Any]]) -> bool:
+    """Upsert one results row per variant and mark the analysis ``done``, in one transaction.
+
+    ``results`` items hold ``variant`` plus :data:`RESULT_COLUMNS` (``colors`` and ``payload``
+    as Python objects).  Returns False (and writes nothing) when the analysis is already done:
+    a duplicate delivery finishing second changes no finished value.
+    """
+    from psycopg2.extras import Json
+
+    with db.transaction("DB finish analysis") as cur:
+        cur.execute("SELECT status FROM image_analyses WHERE id = %s FOR UPDATE", (analysis_id,))
+        row = cur.fetchone()
+        if row is None or row["status"] == "done":
+            return False
+        cols = ", ".join(RESULT_COLUMNS)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in RESULT_COLUMNS)
+        for r in results:
+            values = [Json(r[c]) if c in ("colors", "payload") and r[c] is not None else r[c] for c in RESULT_COLUMNS]
+            cur.execute(
+                f"INSERT INTO image_analysis_results (analysis_id, variant, {cols})"
+                f" VALUES (%s, %s, {', '.join(['%s'] * len(RESULT_COLUMNS))})"
+                f" ON CONFLICT (analysis_id, variant) DO UPDATE SET {updates}, updated_at = now()",
+                (analysis_id, r["variant"], *values),
+            )
+        cur.execute("UPDATE image_analyses SET status = 'done', error = NULL, updated_at = now() WHERE id = %s",
+                    (analysis_id,))
+        return True
+
+
+def fail_analysis(db: Database, snapshot_uri: str, reason: str) -> bool:
+    """Mark the analysis ``error`` with ``reason`` where a row exists and is not done."""
+    n = db.execute("UPDATE image_analyses SET status = 'error', error = %s, updated_at = now()"
+                   " WHERE snapshot_s3_key = %s AND status <> 'done'", (reason[:2000], snapshot_uri))
+    return n > 0
