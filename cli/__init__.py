@@ -115,6 +115,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_redrive(args: argparse.Namespace) -> int:
+    from ..worker_utils.redrive import redrive
+    from ..worker_utils.sqs_queue import SqsQueues
+
+    s = get_settings()
+    source, dlq = ((s.video_queue, s.video_dlq) if args.queue == "video" else (s.snapshot_queue, s.snapshot_dlq))
+    result = redrive(SqsQueues(s), dlq, source, args.max, use_move_task=not args.copy)
+    if result.method == "move-task":
+        print(f"started an SQS message move task {dlq} -> {source} (handle {result.task_handle})")
+    else:
+        print(f"moved {result.moved} message(s) {dlq} -> {source}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m video_analysis", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -153,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("video_id")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_cmd_status)
+
+    s = sub.add_parser("redrive", help="move DLQ messages back to their queue after fixing the cause",
+                       description="Move the messages of a DLQ back to its source queue: an SQS message move task "
+                                   "on AWS (StartMessageMoveTask), or receive/send/delete where that API is missing.")
+    s.add_argument("queue", choices=["video", "snapshot"], help="which queue's DLQ to redrive")
+    s.add_argument("--max", type=int, default=None, help="move at most this many messages")
+    s.add_argument("--copy", action="store_true", help="skip the move task; copy message by message")
+    s.set_defaults(func=_cmd_redrive)
 
     for register in EXTRA_COMMANDS:
         register(sub)
