@@ -58,8 +58,13 @@ def track_rows(dets: np.ndarray, tracks: np.ndarray) -> list[tuple[int, np.ndarr
 def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Settings, detector: DetectorLike,
                  tracker: TrackerLike, emit: Callable[[FinishedTrack], None],
                  check_cancelled: Callable[[], None] = lambda: None,
-                 on_progress: Callable[[dict], None] = lambda _p: None) -> PipelineStats:
-    """Process ``path``; calls ``emit`` once per kept track, in order of track end."""
+                 on_progress: Callable[[dict], None] = lambda _p: None,
+                 on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]] = None) -> PipelineStats:
+    """Process ``path``; calls ``emit`` once per kept track, in order of track end.
+
+    ``on_tracks(frame_index, [(track_id, detection row)])``, when given, sees every processed
+    frame's confirmed tracks (evaluation, annotated video).
+    """
     stats = PipelineStats()
     book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits)
     t0 = time.perf_counter()
@@ -79,7 +84,10 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
         h, w = img.shape[:2]
         dets = detector.detect(img)
         tracks = tracker.update(dets, img)
-        for track_id, det in track_rows(dets, tracks):
+        rows = track_rows(dets, tracks)
+        if on_tracks is not None:
+            on_tracks(frame.index, rows)
+        for track_id, det in rows:
             x1, y1, x2, y2 = clamp_box(det[:4], w, h)
             cand = make_candidate(frame.index, frame.ts_ms, det[:4], det[4], int(det[5]),
                                   sharpness(img[y1:y2, x1:x2]), w, h)
