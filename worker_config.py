@@ -240,6 +240,19 @@ def env_file_lines(settings_changes: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def env_overrides(settings: Settings) -> dict[str, str]:
+    """The ``CVITX_*`` environment that makes :func:`build_settings` in a child process rebuild
+    ``settings`` (only fields that differ from the defaults, plus the switch)."""
+    defaults = Settings()
+    env = {ENV_SWITCH: "1"}
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if value != getattr(defaults, field):
+            env[ENV_PREFIX + field.upper()] = (json.dumps(value) if isinstance(value, dict)
+                                               else "none" if value is None else str(value))
+    return env
+
+
 def systemd_environment(environ: Optional[Mapping[str, str]] = None) -> tuple[Optional[str], Optional[float]]:
     """(NOTIFY_SOCKET, watchdog interval in seconds) as systemd passes them, or Nones."""
     environ = os.environ if environ is None else environ

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import sys
-import uuid
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -55,38 +54,12 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_send_video(args: argparse.Namespace) -> int:
-    from ..worker_utils.db import Database
-    from ..worker_utils.keys import build_raw_key, is_uuid
-    from ..worker_utils.repository import upsert_video_queued
-    from ..worker_utils.s3_store import S3Store
-    from ..worker_utils.sqs_queue import SqsQueues
+    from ..worker_utils.submit import submit_video
 
-    settings = get_settings()
-    path = Path(args.file)
-    if not path.is_file():
-        raise SystemExit(f"send-video: {path} is not a file")
-    video_id = args.video_id or str(uuid.uuid4())
-    for name, value in (("--workspace-id", args.workspace_id), ("--video-id", video_id)):
-        if not is_uuid(value):
-            raise SystemExit(f"send-video: {name} {value!r} must be a lower-case UUID")
-    filename = path.name if path.suffix == ".mp4" else path.stem + ".mp4"
-    key = build_raw_key(args.workspace_id, video_id, filename, settings.user_prefix)
-    message = {
-        "event": "PROCESS_VIDEO", "video_id": video_id, "workspace_id": args.workspace_id,
-        "workspace_code": args.workspace_code, "camera_code": args.camera_code, "s3_key_raw": key,
-        "frame_stride": args.frame_stride or settings.default_frame_stride, "recordedAt": args.recorded_at,
-    }
-    from ..worker_utils.validation import validate_video_task
-
-    validate_video_task(message, settings)  # refuse locally what the worker would refuse
-    S3Store(settings).upload_file(path, key, "video/mp4")
-    upsert_video_queued(Database(settings), video_id=video_id, workspace_id=args.workspace_id,
-                        workspace_code=args.workspace_code, camera_code=args.camera_code, s3_key_raw=key,
-                        frame_stride=message["frame_stride"], recorded_at=args.recorded_at)
-    if args.db_fallback:
-        message = {"event": "PROCESS_VIDEO_DB", "video_id": video_id, "workspace_id": args.workspace_id}
-    schema = "process_video_db" if args.db_fallback else "process_video"
-    SqsQueues(settings).send_json(settings.video_queue, message, schema)
+    video_id = submit_video(get_settings(), Path(args.file), workspace_id=args.workspace_id,
+                            workspace_code=args.workspace_code, camera_code=args.camera_code,
+                            frame_stride=args.frame_stride, recorded_at=args.recorded_at, video_id=args.video_id,
+                            db_fallback=args.db_fallback)
     print(video_id)
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from video_analysis.worker_config import Settings
+from video_analysis.worker_config import Settings, env_overrides
 
 WID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 VID = "50651c85-90ab-471b-8707-adc0ef16f91f"
@@ -27,10 +27,7 @@ def worker_env(stack, settings: Settings, **extra) -> dict[str, str]:
     """Environment for a subprocess worker: the stack plus these settings as CVITX_ overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVITX_")}
     env.update(stack.environ())
-    defaults = Settings()
-    for field, value in {**settings.model_dump(), **extra}.items():
-        if value != getattr(defaults, field) and value is not None:
-            env["CVITX_" + field.upper()] = str(value)
+    env.update(env_overrides(settings.replace(**extra) if extra else settings))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

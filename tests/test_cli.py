@@ -67,7 +67,7 @@ def test_stack_up_setup_send_status_down(tmp_path):
         assert data["video"]["s3_key_raw"] == f"demo_user/{wid}/{vid}/raw/clip.mp4"
         bad = run_cli("send-video", str(clip), "--workspace-id", "nope", "--workspace-code", "CTX1005",
                       "--camera-code", "CAM1", env=env)
-        assert bad.returncode != 0 and "must be a lower-case UUID" in bad.stderr
+        assert bad.returncode == 1 and "must be a lower-case UUID" in bad.stderr
     finally:
         r = run_cli("stack", "down", "--root", str(root))
         shutil.rmtree(root, ignore_errors=True)

@@ -73,3 +73,12 @@ def test_relative_bundle_paths_resolve_against_the_package():
 def test_systemd_environment():
     assert wc.systemd_environment({}) == (None, None)
     assert wc.systemd_environment({"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "30000000"}) == ("@x", 30.0)
+
+
+def test_env_overrides_rebuild_the_same_settings():
+    s = build_settings({}, main_mode="compare", s3_endpoint_url="http://127.0.0.1:1", detector_class_map={"car": "Car"},
+                       heartbeat_s=1.5, visibility_timeout_s=4)
+    env = wc.env_overrides(s)
+    assert "CVITX_BUCKET" not in env  # defaults are not repeated
+    assert build_settings(env) == s
+    assert build_settings(wc.env_overrides(Settings())) == Settings()
