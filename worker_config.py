@@ -35,6 +35,12 @@ ENV_SWITCH = ENV_PREFIX + "ENV_OVERRIDES"
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
+# Native libraries read these at load time: keep OpenCV's and FFmpeg's console chatter ("moov
+# atom not found" ...) out of the workers' JSON logs and the CLI's one-line errors; the
+# project reports those failures itself.  A value already set by the user wins.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 TAXONOMY: tuple[str, ...] = (
     "Car", "SUV", "Van", "LightTruck", "Utility", "Motorcycle", "CarouselBus", "E-Jeepney",
 )

@@ -149,13 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--copy", action="store_true", help="skip the move task; copy message by message")
     s.set_defaults(func=_cmd_redrive)
 
-    for register in EXTRA_COMMANDS:
+    for register in _extra_commands():
         register(sub)
     return p
 
 
-# Later modules (demo, analyze, eval, redrive) add their sub-commands here.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from . import analyze
+
+    return [analyze.register]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -44,6 +44,7 @@ def set_video_status(db: Database, video_id: str, status: str, error: Optional[s
 def list_analyses(db: Database, video_id: str) -> list[dict[str, Any]]:
     return db.fetchall(
         "SELECT a.id, a.track_id, a.snapshot_s3_key, a.detected_in_ms, a.detected_at, a.yolo_type, a.status, a.error,"
+        " a.track_first_ms, a.track_last_ms,"
         " COALESCE(json_agg(json_build_object('variant', r.variant, 'type', r.type, 'type_conf', r.type_conf,"
         " 'make', r.make, 'make_conf', r.make_conf, 'model', r.model, 'model_conf', r.model_conf,"
         " 'colors', r.colors, 'plate', r.plate, 'plate_conf', r.plate_conf) ORDER BY r.variant)"
@@ -55,7 +56,8 @@ def list_analyses(db: Database, video_id: str) -> list[dict[str, Any]]:
 
 
 def insert_analysis_queued(db: Database, *, video_id: str, workspace_id: str, track_id: int, snapshot_uri: str,
-                           detected_in_ms: int, detected_at: Optional[str], yolo_type: str) -> str:
+                           detected_in_ms: int, detected_at: Optional[str], yolo_type: str,
+                           track_first_ms: Optional[int] = None, track_last_ms: Optional[int] = None) -> str:
     """Insert the snapshot's analysis row as ``queued`` unless it exists; returns the row's status.
 
     A redelivered video finds its rows already there (UNIQUE snapshot_s3_key) and leaves them as
@@ -64,9 +66,11 @@ def insert_analysis_queued(db: Database, *, video_id: str, workspace_id: str, tr
     with db.transaction("DB insert image_analyses") as cur:
         cur.execute(
             "INSERT INTO image_analyses (video_id, workspace_id, track_id, snapshot_s3_key, detected_in_ms,"
-            " detected_at, yolo_type, status) VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued')"
+            " detected_at, yolo_type, track_first_ms, track_last_ms, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued')"
             " ON CONFLICT (snapshot_s3_key) DO NOTHING RETURNING status",
-            (video_id, workspace_id, track_id, snapshot_uri, detected_in_ms, detected_at, yolo_type),
+            (video_id, workspace_id, track_id, snapshot_uri, detected_in_ms, detected_at, yolo_type,
+             track_first_ms, track_last_ms),
         )
         row = cur.fetchone()
         if row:

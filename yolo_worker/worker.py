@@ -176,7 +176,8 @@ class YoloWorker:
         at = detected_at(job.recorded_at, offset)
         status = insert_analysis_queued(self.db, video_id=job.video_id, workspace_id=job.workspace_id,
                                         track_id=ft.track_id, snapshot_uri=uri, detected_in_ms=offset, detected_at=at,
-                                        yolo_type=ft.yolo_type)
+                                        yolo_type=ft.yolo_type, track_first_ms=ft.first_ts_ms,
+                                        track_last_ms=ft.last_ts_ms)
         if status != "queued":
             log.info("snapshot already analysed; not re-announced", extra={"track_id": ft.track_id, "status": status})
             return

@@ -1,0 +1,89 @@
+"""`analyze PATH.mp4`: a user's own video through the whole system on a private local stack."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .job import JobFailed, JobOptions, JobResult, run_job, say
+
+
+def write_job_report(result: JobResult, title: str, *, video_info: Optional[dict] = None,
+                     scores: Optional[dict] = None, annotated: Optional[str] = None) -> Path:
+    from ..report.html import write_report
+
+    return write_report(result.report_dir, title=title, video=result.video, analyses=result.analyses,
+                        timings=result.timings, video_info=video_info, scores=scores,
+                        compare=result.settings.main_mode == "compare", annotated_video=annotated)
+
+
+def print_summary(result: JobResult) -> None:
+    """The summary table: one row per snapshot."""
+    hdr = f"{'track':>6} {'offset':>9} {'yolo_type':<11} {'type / make / model':<42} {'conf':>5} {'colour':<16} plate"
+    print(hdr)
+    print("-" * len(hdr))
+    for a in result.analyses:
+        r = next((x for x in a["results"] if x["variant"] == "baseline"), None)
+        if r is None:
+            print(f"{a['track_id']:>6} {a['detected_in_ms'] / 1000:>8.2f}s {a['yolo_type']:<11} "
+                  f"{a['status']}: {a.get('error') or ''}")
+            continue
+        tmm = f"{r['type']} / {r['make']} / {r['model']}"
+        colour = (r.get("colors") or [{}])[0]
+        cname = " ".join(x for x in (colour.get("finish"), colour.get("lightness"), colour.get("base")) if x)
+        conf = f"{100 * r['model_conf']:.0f}%" if r.get("model_conf") is not None else ""
+        print(f"{a['track_id']:>6} {a['detected_in_ms'] / 1000:>8.2f}s {a['yolo_type']:<11} {tmm:<42} {conf:>5} "
+              f"{cname:<16} {r.get('plate') or '-'}")
+
+
+def write_annotated(result: JobResult, video: Path, out: Path, stride: int) -> Path:
+    """Re-run the same deterministic detector + tracker locally and draw every processed frame."""
+    from ..yolo_worker.annotate import annotate_video
+
+    picks = {a["track_id"]: a["detected_in_ms"] for a in result.analyses}
+    return annotate_video(video, out, result.settings, stride, picks)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    opts = JobOptions(video=Path(args.video), out=Path(args.out), detector=args.detector, main_model=args.main_model,
+                      cmt_model=args.cmt_model, frame_stride=args.frame_stride, annotated=args.annotated,
+                      timeout_s=args.timeout)
+    info = {}
+
+    def report(result: JobResult) -> Path:
+        annotated = None
+        if opts.annotated:
+            stride = opts.frame_stride or result.settings.default_frame_stride
+            annotated = write_annotated(result, opts.video, result.report_dir / "annotated.mp4", stride).name
+        return write_job_report(result, f"CVITX analysis of {opts.video.name}", video_info=info or None,
+                                annotated=annotated)
+
+    try:
+        from .job import check_video
+
+        vi = check_video(opts.video)
+        info.update(width=vi.width, height=vi.height, fps=vi.fps, duration_s=vi.duration_s)
+        result = run_job(opts, report)
+    except JobFailed as exc:
+        print(f"analyze failed: {exc}", file=sys.stderr)
+        return 1
+    print_summary(result)
+    say(f"report: {result.report_dir / 'index.html'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("analyze", help="analyse your own MP4 end to end on a private local stack, with a report",
+                       description="Run PATH.mp4 through both workers exactly as in production (local moto_server + "
+                                   "throwaway PostgreSQL, workers as separate processes), print a summary table and "
+                                   "write an HTML report to --out. Everything it starts is stopped at the end.")
+    s.add_argument("video", help="path of the .mp4 to analyse")
+    s.add_argument("--out", default="out/analyze", help="report directory (default: out/analyze)")
+    s.add_argument("--detector", help="detector weights (.pt, .onnx, OpenVINO dir, .engine), e.g. yolov8m.pt")
+    s.add_argument("--main-model", help="main-model bundle (main.pt / baseline.pt)")
+    s.add_argument("--cmt-model", help="second bundle (cmt.pt): turns on Baseline vs CMT compare mode")
+    s.add_argument("--frame-stride", type=int, help="process every N-th frame (default from config)")
+    s.add_argument("--annotated", action="store_true", help="also write an annotated MP4 (boxes, track ids, types)")
+    s.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default 3600)")
+    s.set_defaults(func=_cmd_analyze)
