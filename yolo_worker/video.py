@@ -46,8 +46,8 @@ def probe(path: str | Path) -> VideoInfo:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
-            raise BadMedia("the object is not a readable video (OpenCV/FFmpeg cannot open it: "
-                           "not an MP4, or truncated before its index); re-upload a complete H.264/MPEG-4 MP4")
+            raise BadMedia("not a readable video (OpenCV/FFmpeg cannot open it: not an MP4, or truncated "
+                           "before its index); provide a complete H.264/MPEG-4 MP4")
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         n = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))

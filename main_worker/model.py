@@ -1,0 +1,217 @@
+"""Main-model bundles: the file formats main_worker loads, and the built-in network.
+
+Two formats, chosen by what the file holds (see the README, "Main-model bundle format"):
+
+1. **CVITX bundle** (``torch.save`` of a plain dict, loaded with ``weights_only=True``)::
+
+       {"format": "cvitx-main-bundle/1",
+        "model_name": str, "version": str,
+        "arch": {"name": "tinynet", "width": 32, "input_size": 128},
+        "state_dict": {...},                      # TinyNet weights
+        "input": {"size": 640, "channel_order": "RGB", "mean": [3 floats], "std": [3 floats]},
+        "labels": {"type": [...8 taxonomy names], "make": [...], "model": [...],
+                   "color_base": [...], "finish": [null, "Matte", "Metallic"], "lightness": [null, "Light"]},
+        "hierarchy": {"make_type": {make: type}, "model_make": {model: make}},
+        "metrics": {...}}                         # optional, informative
+
+   Input: a batch of 640x640 BGR uint8 snapshots; converted to RGB, scaled to 0..1 and
+   normalised with ``mean``/``std``.  TinyNet's first layer area-averages 640 -> ``input_size``
+   (an exact integer factor), so :meth:`Bundle.predict` does that step with OpenCV's
+   INTER_AREA before building the tensor (identical up to uint8 rounding, 25x less memory).
+   Heads missing from ``labels`` are simply absent (a Type-only bundle works).
+
+2. **ultralytics classify checkpoint** (``yolov8n-cls.pt`` style) whose class names are
+   hierarchical paths ``"Type|Make|Model"`` (``"Type|Make"`` and ``"Type"`` allowed).  The
+   leaf probabilities are summed into Type, Make and Model heads; the hierarchy comes from
+   the names.  No colour head: main_worker's classical estimator gives the colour.
+
+:func:`load_bundle` tells them apart and returns an object with ``model_name``, ``version``,
+``labels``, ``hierarchy`` and ``predict(batch) -> {head: N x C probabilities}``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..worker_utils.errors import ValidationFailed
+
+FORMAT = "cvitx-main-bundle/1"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class BundleError(ValidationFailed):
+    code = "model_config"
+
+
+def build_tinynet(heads: dict[str, int], width: int = 32, input_size: int = 128, src_size: int = 640) -> Any:
+    """A small CNN: area-pool 640 -> ``input_size``, four stride-2 conv stages
+    (``width`` .. 8x``width`` channels), global average pool, one linear layer per head.
+    ``forward(x)`` takes N x 3 x S x S normalised RGB (S = 640 or ``input_size``) and
+    returns ``{head: N x C logits}``."""
+    import torch
+    from torch import nn
+
+    if src_size % input_size:
+        raise ValueError(f"input_size {input_size} must divide {src_size}")
+
+    def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    class TinyNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = src_size // input_size
+            self.input_size = input_size
+            w = width
+            self.features = nn.Sequential(block(3, w, 2), block(w, 2 * w, 2), block(2 * w, 4 * w, 2),
+                                          block(4 * w, 8 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                          nn.Dropout(0.2))
+            self.heads = nn.ModuleDict({h: nn.Linear(8 * w, n) for h, n in heads.items()})
+
+        def forward(self, x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
+            if x.shape[-1] != self.input_size:
+                x = torch.nn.functional.avg_pool2d(x, self.pool)
+            f = self.features(x)
+            return {h: head(f) for h, head in self.heads.items()}
+
+    return TinyNet()
+
+
+def to_tensor(batch_bgr: np.ndarray, mean, std, size: int) -> Any:
+    """N x 640 x 640 x 3 BGR uint8 -> N x 3 x size x size normalised RGB float32 tensor."""
+    import torch
+
+    if batch_bgr.ndim != 4 or batch_bgr.shape[-1] != 3:
+        raise ValueError(f"expected N x H x W x 3 BGR images, got {batch_bgr.shape}")
+    if batch_bgr.shape[1] != size:
+        batch_bgr = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in batch_bgr])
+    x = torch.from_numpy(np.ascontiguousarray(batch_bgr[..., ::-1])).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+class Bundle:
+    """A loaded CVITX bundle (format 1)."""
+
+    def __init__(self, data: dict, path: Path):
+        import torch
+
+        self.path = path
+        self.model_name = str(data.get("model_name", path.stem))
+        self.version = str(data.get("version", "unknown"))
+        self.labels: dict[str, list] = {k: list(v) for k, v in data["labels"].items()}
+        self.hierarchy: dict[str, dict[str, str]] = data.get("hierarchy", {})
+        self.metrics = data.get("metrics", {})
+        inp = data.get("input", {})
+        self.mean, self.std = inp.get("mean", IMAGENET_MEAN), inp.get("std", IMAGENET_STD)
+        arch = data.get("arch", {})
+        if arch.get("name") != "tinynet":
+            raise BundleError(f"{path}: unknown architecture {arch.get('name')!r} (this version knows 'tinynet')")
+        self.input_size = int(arch.get("input_size", 128))
+        self.net = build_tinynet({h: len(v) for h, v in self.labels.items()}, int(arch.get("width", 32)),
+                                 self.input_size, int(inp.get("size", 640)))
+        missing, unexpected = self.net.load_state_dict(data["state_dict"], strict=False)
+        if missing or unexpected:
+            raise BundleError(f"{path}: weights do not match the label maps (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); was the bundle edited by hand?")
+        self.net.eval()
+        self._torch = torch
+
+    def predict(self, batch_bgr: np.ndarray) -> dict[str, np.ndarray]:
+        """``{head: N x C probabilities}`` for N x 640 x 640 x 3 BGR uint8 snapshots."""
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.net(to_tensor(batch_bgr, self.mean, self.std, self.input_size))
+        return {h: torch.softmax(v, dim=1).numpy() for h, v in logits.items()}
+
+
+class UltralyticsHierBundle:
+    """An ultralytics classify checkpoint with ``Type|Make|Model`` class names."""
+
+    def __init__(self, path: Path):
+        from ..worker_config import TAXONOMY
+        from ..worker_utils.offline import ultralytics_offline
+
+        ultralytics_offline()
+        from ultralytics import YOLO
+
+        self.path = path
+        self.yolo = YOLO(str(path), task="classify")
+        names = [self.yolo.names[i] for i in range(len(self.yolo.names))]
+        parts = [n.split("|") for n in names]
+        bad = [n for n, p in zip(names, parts) if p[0] not in TAXONOMY or len(p) > 3]
+        if bad:
+            raise BundleError(f"{path}: class names {bad[:3]} are not 'Type|Make|Model' paths over the taxonomy "
+                              f"{list(TAXONOMY)}")
+        self.model_name, self.version = path.stem, "ultralytics-classify"
+        makes = sorted({p[1] for p in parts if len(p) > 1})
+        models = sorted({p[2] for p in parts if len(p) > 2})
+        self.labels = {"type": list(TAXONOMY), "make": makes, "model": models}
+        self.hierarchy = {"make_type": {p[1]: p[0] for p in parts if len(p) > 1},
+                          "model_make": {p[2]: p[1] for p in parts if len(p) > 2}}
+        # Leaf -> head index matrices (leaves x classes): probabilities sum into each head.
+        self._maps = {}
+        for head, pos, vocab in (("type", 0, self.labels["type"]), ("make", 1, makes), ("model", 2, models)):
+            if not vocab:
+                continue
+            m = np.zeros((len(names), len(vocab)), np.float32)
+            for i, p in enumerate(parts):
+                if len(p) > pos:
+                    m[i, vocab.index(p[pos])] = 1.0
+            self._maps[head] = m
+
+    def predict(self, batch_bgr: np.ndarray) -> dict[str, np.ndarray]:
+        res = self.yolo.predict(list(batch_bgr), verbose=False, save=False)
+        leaf = np.stack([r.probs.data.cpu().numpy() for r in res]).astype(np.float32)
+        out = {}
+        for head, m in self._maps.items():
+            p = leaf @ m
+            out[head] = p / np.clip(p.sum(axis=1, keepdims=True), 1e-9, None)
+        return out
+
+
+def load_bundle(path: str | Path) -> Bundle | UltralyticsHierBundle:
+    """Load a main-model file in either format; BundleError says what is wrong with it."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"main model bundle {path} does not exist or is not a file")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a plain dict: maybe an ultralytics checkpoint
+        data = None
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        try:
+            return Bundle(data, path)
+        except KeyError as exc:
+            raise BundleError(f"{path}: bundle lacks the {exc} entry (see README, main-model bundle format)") from None
+    try:
+        return UltralyticsHierBundle(path)
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{path} is neither a CVITX bundle ({FORMAT}) nor an ultralytics classify checkpoint "
+                          f"with 'Type|Make|Model' names: {type(exc).__name__}: {exc}") from None
+
+
+def save_bundle(path: str | Path, net: Any, labels: dict, hierarchy: dict, *, model_name: str, version: str,
+                width: int, input_size: int, metrics: dict | None = None) -> Path:
+    """Write a CVITX bundle (format 1) for a TinyNet; weights stored as float32."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "model_name": model_name, "version": version,
+            "arch": {"name": "tinynet", "width": width, "input_size": input_size},
+            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            "input": {"size": 640, "channel_order": "RGB", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+            "labels": labels, "hierarchy": hierarchy, "metrics": metrics or {}}
+    torch.save(data, str(path))
+    return path

@@ -1,0 +1,89 @@
+"""Train the demo detector: a from-scratch ultralytics YOLOv8n whose classes are the 8 taxonomy names.
+
+    python -m video_analysis.synth.train_detector [--scenes 150] [--epochs 30] [--imgsz 320]
+
+Reproducible on 2 CPU cores in under an hour: generates ``--scenes`` training scenes
+(``--frames`` frames each, seeds from ``datasets.TRAIN_SEEDS``) and a validation set from
+``datasets.EVAL_SEEDS``, trains with ultralytics' own trainer (offline guard on: no font,
+weight or pip downloads), copies the weights to ``yolo_worker/bundle/demo/detector.pt`` and
+writes ``metrics.json`` beside them with the evaluation command's figures.
+Never part of the test command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..worker_config import PACKAGE_DIR, TAXONOMY
+from ..worker_utils.offline import ultralytics_offline
+from .datasets import EVAL_SEEDS, TRAIN_SEEDS, write_detector_dataset
+
+BUNDLE = PACKAGE_DIR / "yolo_worker" / "bundle" / "demo"
+
+
+def write_data_yaml(root: Path, train: Path, val: Path) -> Path:
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(TAXONOMY))
+    p = root / "data.yaml"
+    p.write_text(f"path: {root}\ntrain: {train}\nval: {val}\nnames:\n{names}\n")
+    return p
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m video_analysis.synth.train_detector", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="artifacts/train_detector", help="scratch directory (datasets, runs)")
+    ap.add_argument("--scenes", type=int, default=150, help="training scenes")
+    ap.add_argument("--frames", type=int, default=8, help="frames per training scene")
+    ap.add_argument("--val-scenes", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--model", default="yolov8n.yaml", help="ultralytics model yaml (built from scratch)")
+    ap.add_argument("--out", default=str(BUNDLE / "detector.pt"))
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    work = Path(args.work).resolve()
+    train, val = work / "train", work / "val"
+    if not (train / "images").exists():
+        n = write_detector_dataset(train, TRAIN_SEEDS[:args.scenes], args.frames)
+        print(f"training images: {n}", flush=True)
+    if not (val / "images").exists():
+        n = write_detector_dataset(val, EVAL_SEEDS[:args.val_scenes], 4)
+        print(f"validation images: {n}", flush=True)
+    data = write_data_yaml(work, train / "images", val / "images")
+    print(f"datasets ready in {time.time() - t0:.0f} s", flush=True)
+
+    ultralytics_offline()
+    import ultralytics.data.utils as data_utils
+    from ultralytics import YOLO
+
+    # The dataset check fetches a font for plots; plots are off, so no font is needed.
+    data_utils.check_font = lambda *a, **k: None
+    model = YOLO(args.model, task="detect")
+    model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device="cpu", workers=2,
+                project=str(work / "runs"), name="detector", exist_ok=True, plots=False, amp=False, val=False,
+                seed=0, deterministic=True, patience=0, cache=True, close_mosaic=5, fliplr=0.5, verbose=True)
+    best = work / "runs" / "detector" / "weights" / "last.pt"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(best, out)
+    train_s = time.time() - t0
+    print(f"weights -> {out} ({out.stat().st_size / 1e6:.1f} MB) after {train_s / 60:.1f} min", flush=True)
+
+    from ..eval.detector import evaluate_detector
+
+    metrics = evaluate_detector(out, EVAL_SEEDS[:args.val_scenes], work / "eval", imgsz=args.imgsz)
+    metrics.update(train={"scenes": args.scenes, "frames_per_scene": args.frames, "epochs": args.epochs,
+                          "imgsz": args.imgsz, "model": args.model, "minutes": round(train_s / 60, 1),
+                          "seeds": f"TRAIN_SEEDS[:{args.scenes}]"})
+    (out.parent / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
