@@ -7,7 +7,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-test.txt pyproject.toml | 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OPENCV_HEADLESS := $(shell grep -E '^opencv-python-headless==' requirements.txt)
 
-.PHONY: help venv deps test demo bench clean
+.PHONY: help venv deps deps-demo test demo bench clean
 
 help:
 	@echo "make demo   - build the environment, start the local stack and run the demo end to end"
@@ -28,25 +28,36 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 
 venv: $(STAMP)
 
-# System packages beyond pip: PostgreSQL server binaries (initdb, pg_ctl) for the throwaway cluster.
-deps:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+# System packages beyond pip: PostgreSQL server binaries (initdb, pg_ctl) for the throwaway
+# cluster, and Chromium for the report's browser test. Installed with apt when run as root,
+# otherwise checked, with the command to run.
+PG_OK = ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1
+CHROMIUM_OK = command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+define need_packages
+	@missing=""; $(PG_OK) || missing="$$missing postgresql"; $(if $(1),$(CHROMIUM_OK) || missing="$$missing chromium";) \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  echo "installing system packages:$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-	  echo "PostgreSQL server binaries (initdb, pg_ctl) are missing."; \
-	  echo "Install them: sudo apt-get install postgresql   (Debian/Ubuntu)"; \
-	  echo "          or: brew install postgresql@15        (macOS)"; exit 1; \
+	  echo "missing system packages:$$missing"; \
+	  echo "  PostgreSQL server binaries (initdb, pg_ctl): sudo apt-get install postgresql   (macOS: brew install postgresql@15)"; \
+	  echo "  Chromium, for the HTML report test:          sudo apt-get install chromium     (macOS: brew install --cask chromium)"; \
+	  exit 1; \
 	fi
+endef
+
+deps:       # everything the tests need
+	$(call need_packages,chromium)
+
+deps-demo:  # what the demo needs
+	$(call need_packages,)
 
 test: venv deps
 	$(BIN)/python -m pytest -q
 
-demo: venv deps
-	$(BIN)/python -m video_analysis stack up
-	source .stack/env && $(BIN)/python -m video_analysis setup; rc=$$?; \
-	  $(BIN)/python -m video_analysis stack down; exit $$rc
+demo: venv deps-demo
+	$(BIN)/python -m video_analysis demo
 
 clean:
 	-$(BIN)/python -m video_analysis stack down 2>/dev/null

@@ -18,7 +18,10 @@ from ..worker_utils.local_stack import StackError
 
 log = logging.getLogger("video_analysis.cli")
 
-EPILOG = """Quick start (no AWS account needed):
+EPILOG = """The whole system on a generated clip, in one command (no AWS account needed):
+  python -m video_analysis demo            # local stack, both workers, scores, HTML report in out/demo
+
+By hand:
   python -m video_analysis stack up        # moto_server + throwaway Postgres under ./.stack
   source .stack/env                        # point every command and worker at it
   python -m video_analysis setup           # bucket, queues + DLQs, DB migrations
@@ -155,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import analyze
+    from . import analyze, demo
 
-    return [analyze.register]
+    return [demo.register, analyze.register]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -6,7 +6,7 @@ Two formats, chosen by what the file holds (see the README, "Main-model bundle f
 
        {"format": "cvitx-main-bundle/1",
         "model_name": str, "version": str,
-        "arch": {"name": "tinynet", "width": 32, "input_size": 128},
+        "arch": {"name": "tinynet", "width": 16, "input_size": 128},
         "state_dict": {...},                      # TinyNet weights
         "input": {"size": 640, "channel_order": "RGB", "mean": [3 floats], "std": [3 floats]},
         "labels": {"type": [...8 taxonomy names], "make": [...], "model": [...],
@@ -24,6 +24,9 @@ Two formats, chosen by what the file holds (see the README, "Main-model bundle f
    hierarchical paths ``"Type|Make|Model"`` (``"Type|Make"`` and ``"Type"`` allowed).  The
    leaf probabilities are summed into Type, Make and Model heads; the hierarchy comes from
    the names.  No colour head: main_worker's classical estimator gives the colour.
+   The leaves themselves are kept (``paths``, and a ``"path"`` entry in ``predict``'s
+   output), and the worker decodes over them: a make may sit under several types
+   ("Car|Toyota|Vios", "SUV|Toyota|Fortuner") and a path may stop at the type or make.
 
 :func:`load_bundle` tells them apart and returns an object with ``model_name``, ``version``,
 ``labels``, ``hierarchy`` and ``predict(batch) -> {head: N x C probabilities}``.
@@ -47,9 +50,10 @@ class BundleError(ValidationFailed):
     code = "model_config"
 
 
-def build_tinynet(heads: dict[str, int], width: int = 32, input_size: int = 128, src_size: int = 640) -> Any:
-    """A small CNN: area-pool 640 -> ``input_size``, four stride-2 conv stages
-    (``width`` .. 8x``width`` channels), global average pool, one linear layer per head.
+def build_tinynet(heads: dict[str, int], width: int = 16, input_size: int = 128, src_size: int = 640) -> Any:
+    """A small CNN: area-pool 640 -> ``input_size``, a stride-2 stem and three stride-2 stages of
+    two 3x3 convs (``width`` .. 8x``width`` channels; about 45 M multiply-adds at 128 px and
+    width 16), global average pool, one linear layer per head.
     ``forward(x)`` takes N x 3 x S x S normalised RGB (S = 640 or ``input_size``) and
     returns ``{head: N x C logits}``."""
     import torch
@@ -68,16 +72,17 @@ def build_tinynet(heads: dict[str, int], width: int = 32, input_size: int = 128,
             self.pool = src_size // input_size
             self.input_size = input_size
             w = width
-            self.features = nn.Sequential(block(3, w, 2), block(w, 2 * w, 2), block(2 * w, 4 * w, 2),
-                                          block(4 * w, 8 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                          nn.Dropout(0.2))
-            self.heads = nn.ModuleDict({h: nn.Linear(8 * w, n) for h, n in heads.items()})
+            stem = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+            self.features = nn.Sequential(stem, block(w, 2 * w, 2), block(2 * w, 4 * w, 2), block(4 * w, 8 * w, 2),
+                                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2))
+            # "h_" prefix: ModuleDict keys may not shadow Module attributes ("type" does).
+            self.heads = nn.ModuleDict({f"h_{h}": nn.Linear(8 * w, n) for h, n in heads.items()})
 
         def forward(self, x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
             if x.shape[-1] != self.input_size:
                 x = torch.nn.functional.avg_pool2d(x, self.pool)
             f = self.features(x)
-            return {h: head(f) for h, head in self.heads.items()}
+            return {h[2:]: head(f) for h, head in self.heads.items()}
 
     return TinyNet()
 
@@ -114,9 +119,14 @@ class Bundle:
         if arch.get("name") != "tinynet":
             raise BundleError(f"{path}: unknown architecture {arch.get('name')!r} (this version knows 'tinynet')")
         self.input_size = int(arch.get("input_size", 128))
-        self.net = build_tinynet({h: len(v) for h, v in self.labels.items()}, int(arch.get("width", 32)),
+        self.net = build_tinynet({h: len(v) for h, v in self.labels.items()}, int(arch.get("width", 16)),
                                  self.input_size, int(inp.get("size", 640)))
-        missing, unexpected = self.net.load_state_dict(data["state_dict"], strict=False)
+        try:
+            missing, unexpected = self.net.load_state_dict(data["state_dict"], strict=False)
+        except RuntimeError as exc:  # tensor shapes differ from what the label maps imply
+            first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
+            raise BundleError(f"{path}: weights do not match the label maps ({first}); was the bundle edited "
+                              "by hand?") from None
         if missing or unexpected:
             raise BundleError(f"{path}: weights do not match the label maps (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}); was the bundle edited by hand?")
@@ -150,6 +160,9 @@ class UltralyticsHierBundle:
             raise BundleError(f"{path}: class names {bad[:3]} are not 'Type|Make|Model' paths over the taxonomy "
                               f"{list(TAXONOMY)}")
         self.model_name, self.version = path.stem, "ultralytics-classify"
+        # Leaf paths in class-index order: (type, make|None, model|None); the worker decodes
+        # over these (make_type below is one type per make, which shared makes break).
+        self.paths = [tuple(p + [None] * (3 - len(p))) for p in parts]
         makes = sorted({p[1] for p in parts if len(p) > 1})
         models = sorted({p[2] for p in parts if len(p) > 2})
         self.labels = {"type": list(TAXONOMY), "make": makes, "model": models}
@@ -169,7 +182,7 @@ class UltralyticsHierBundle:
     def predict(self, batch_bgr: np.ndarray) -> dict[str, np.ndarray]:
         res = self.yolo.predict(list(batch_bgr), verbose=False, save=False)
         leaf = np.stack([r.probs.data.cpu().numpy() for r in res]).astype(np.float32)
-        out = {}
+        out = {"path": leaf / np.clip(leaf.sum(axis=1, keepdims=True), 1e-9, None)}
         for head, m in self._maps.items():
             p = leaf @ m
             out[head] = p / np.clip(p.sum(axis=1, keepdims=True), 1e-9, None)
@@ -192,6 +205,9 @@ def load_bundle(path: str | Path) -> Bundle | UltralyticsHierBundle:
             return Bundle(data, path)
         except KeyError as exc:
             raise BundleError(f"{path}: bundle lacks the {exc} entry (see README, main-model bundle format)") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"{path}: malformed {FORMAT} bundle ({type(exc).__name__}: {exc}); see README, "
+                              "main-model bundle format") from None
     try:
         return UltralyticsHierBundle(path)
     except BundleError:

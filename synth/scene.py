@@ -130,6 +130,9 @@ class Scene:
     def __init__(self, cfg: SceneConfig):
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
+        # Weather and noise draw from their own stream: the same seed gives the same traffic
+        # whatever the lighting, rain or noise settings.
+        self.fx_rng = np.random.default_rng([cfg.seed, 1])
         self.cam = Camera(cfg)
         # Nearest lane's centre at 90 % of the frame height; the others behind it.
         z0 = self.cam.depth_of_row(0.9 * cfg.height)
@@ -319,7 +322,7 @@ class Scene:
         return img, objects
 
     def _weather_and_light(self, img: np.ndarray, placed: list) -> np.ndarray:
-        cfg, rng = self.cfg, self.rng
+        cfg, rng = self.cfg, self.fx_rng
         if cfg.lighting == "day" and not cfg.rain and cfg.noise_sigma <= 0:
             return img
         out = img.astype(np.float32)

@@ -5,7 +5,7 @@
 Snapshots are cut from generated scenes by the worker's own crop + letterbox code
 (``synth.datasets.snapshot_samples``) and area-downsampled to the network's input size.
 Heads: type, make, model, color_base, finish, lightness.  The baseline is a TinyNet of
-width 32; the "CMT" checkpoint is a second, independently trained TinyNet (width 24,
+width 16; the "CMT" checkpoint is a second, independently trained TinyNet (width 12,
 another seed, label smoothing) so that compare mode has two genuinely different models to
 put side by side.  Metrics (``eval.classifier``) are computed on snapshots of scenes from
 ``EVAL_SEEDS`` that were never trained on and written to ``main_worker/bundle/demo/metrics.json``.
@@ -79,7 +79,7 @@ def train_one(data: SnapshotSet, *, width: int, size: int, epochs: int, seed: in
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * b
+            total += float(loss.detach()) * b
         log(f"epoch {ep + 1}/{epochs} loss {total / n:.4f} ({time.time() - t0:.0f} s)")
     net.eval()
     return net
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval", type=int, default=2000, help="evaluation snapshots (unseen seeds)")
     ap.add_argument("--size", type=int, default=128, help="network input size (divides 640)")
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--cmt-epochs", type=int, default=10)
+    ap.add_argument("--cmt-epochs", type=int, default=8)
     ap.add_argument("--version", default=time.strftime("demo-%Y.%m.%d"))
     ap.add_argument("--out", default=str(BUNDLE))
     args = ap.parse_args(argv)
@@ -110,8 +110,8 @@ def main(argv=None) -> int:
     print(f"snapshots: train {len(train.images)}, eval {len(test.images)} ({time.time() - t0:.0f} s)", flush=True)
     out = Path(args.out)
     metrics = {}
-    for variant, fname, width, seed, smoothing, epochs in (("baseline", "main.pt", 32, 0, 0.0, args.epochs),
-                                                           ("cmt", "cmt.pt", 24, 1, 0.1, args.cmt_epochs)):
+    for variant, fname, width, seed, smoothing, epochs in (("baseline", "main.pt", 16, 0, 0.0, args.epochs),
+                                                           ("cmt", "cmt.pt", 12, 1, 0.1, args.cmt_epochs)):
         t1 = time.time()
         net = train_one(train, width=width, size=args.size, epochs=epochs, seed=seed, smoothing=smoothing,
                         log=lambda m: print(f"[{variant}] {m}", flush=True))

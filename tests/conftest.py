@@ -2,6 +2,7 @@
 fresh queue names, bucket and database per test, so tests never see each other's data."""
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -16,6 +17,13 @@ from video_analysis.worker_utils.db import Database, apply_migrations
 from video_analysis.worker_utils.local_stack import LOCAL_AWS_ENV, stack_down, stack_up
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Loopback only, in this process and in every Python process the tests start (see netguard/).
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NETGUARD), os.environ.get("PYTHONPATH")) if p)
+_spec = importlib.util.spec_from_file_location("cvitx_netguard", NETGUARD / "sitecustomize.py")
+netguard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netguard)
 _counter = itertools.count(1)
 
 
@@ -74,3 +82,44 @@ def provisioned(settings) -> Settings:
 
     run_setup(settings)
     return settings
+
+
+# --- the project's own models and generated clips ------------------------------------------
+# TEMPORARY (removed once the trained weights are committed): DEV_* point at interim weights.
+DETECTOR = Path(os.environ.get("DEV_DETECTOR") or REPO / "yolo_worker" / "bundle" / "demo" / "detector.pt")
+MAIN_BUNDLE = Path(os.environ.get("DEV_MAIN_BUNDLE") or REPO / "main_worker" / "bundle" / "demo" / "main.pt")
+CMT_BUNDLE = Path(os.environ.get("DEV_CMT_BUNDLE") or REPO / "main_worker" / "bundle" / "demo" / "cmt.pt")
+
+
+@pytest.fixture(scope="session")
+def clip_factory(tmp_path_factory):
+    """``make(**SceneConfig fields) -> ClipInfo``: a generated MP4 + ground truth, rendered once
+    per distinct configuration in the test session."""
+    from video_analysis.synth.clip import write_clip
+    from video_analysis.synth.scene import SceneConfig
+
+    cache: dict = {}
+
+    def make(**kw):
+        key = tuple(sorted(kw.items()))
+        if key not in cache:
+            cache[key] = write_clip(SceneConfig(**kw), tmp_path_factory.mktemp("clip"), "clip")
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_detector():
+    """The committed demo detector, loaded once (ultralytics, CPU)."""
+    from video_analysis.worker_config import Settings
+    from video_analysis.yolo_worker.detector import Detector
+
+    return Detector(Settings(device="cpu", detector_path=str(DETECTOR)))
+
+
+@pytest.fixture(scope="session")
+def main_bundle():
+    from video_analysis.main_worker.model import load_bundle
+
+    return load_bundle(MAIN_BUNDLE)

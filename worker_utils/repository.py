@@ -5,9 +5,10 @@ states in its WHERE clause, so a redelivered message cannot undo finished work.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from .db import Database
+from .errors import ValidationFailed
 
 VIDEO_COLUMNS = ("id, workspace_id, workspace_code, camera_code, s3_key_raw, frame_stride, "
                  "recorded_at, status, error, created_at, updated_at")
@@ -44,7 +45,7 @@ def set_video_status(db: Database, video_id: str, status: str, error: Optional[s
 def list_analyses(db: Database, video_id: str) -> list[dict[str, Any]]:
     return db.fetchall(
         "SELECT a.id, a.track_id, a.snapshot_s3_key, a.detected_in_ms, a.detected_at, a.yolo_type, a.status, a.error,"
-        " a.track_first_ms, a.track_last_ms,"
+        " a.track_first_ms, a.track_last_ms, a.bbox,"
         " COALESCE(json_agg(json_build_object('variant', r.variant, 'type', r.type, 'type_conf', r.type_conf,"
         " 'make', r.make, 'make_conf', r.make_conf, 'model', r.model, 'model_conf', r.model_conf,"
         " 'colors', r.colors, 'plate', r.plate, 'plate_conf', r.plate_conf) ORDER BY r.variant)"
@@ -57,8 +58,11 @@ def list_analyses(db: Database, video_id: str) -> list[dict[str, Any]]:
 
 def insert_analysis_queued(db: Database, *, video_id: str, workspace_id: str, track_id: int, snapshot_uri: str,
                            detected_in_ms: int, detected_at: Optional[str], yolo_type: str,
-                           track_first_ms: Optional[int] = None, track_last_ms: Optional[int] = None) -> str:
+                           track_first_ms: Optional[int] = None, track_last_ms: Optional[int] = None,
+                           bbox: Optional[Sequence[int]] = None) -> str:
     """Insert the snapshot's analysis row as ``queued`` unless it exists; returns the row's status.
+
+    ``bbox`` is the chosen detection's ``(x1, y1, x2, y2)`` in full-frame pixels.
 
     A redelivered video finds its rows already there (UNIQUE snapshot_s3_key) and leaves them as
     they are, so a finished analysis is never reset.
@@ -66,11 +70,11 @@ def insert_analysis_queued(db: Database, *, video_id: str, workspace_id: str, tr
     with db.transaction("DB insert image_analyses") as cur:
         cur.execute(
             "INSERT INTO image_analyses (video_id, workspace_id, track_id, snapshot_s3_key, detected_in_ms,"
-            " detected_at, yolo_type, track_first_ms, track_last_ms, status)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued')"
+            " detected_at, yolo_type, track_first_ms, track_last_ms, bbox, status)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'queued')"
             " ON CONFLICT (snapshot_s3_key) DO NOTHING RETURNING status",
             (video_id, workspace_id, track_id, snapshot_uri, detected_in_ms, detected_at, yolo_type,
-             track_first_ms, track_last_ms),
+             track_first_ms, track_last_ms, None if bbox is None else [int(round(v)) for v in bbox]),
         )
         row = cur.fetchone()
         if row:
@@ -84,7 +88,8 @@ def ensure_video_processing(db: Database, *, video_id: str, workspace_id: str, w
                             recorded_at: Optional[str]) -> Optional[str]:
     """Start work on a PROCESS_VIDEO: create the row if the API never did (ops hand-sent the
     message), else move it to ``processing``.  Returns the status it had before, or None if new.
-    A ``done`` video stays ``done`` (the caller skips it)."""
+    A ``done`` video stays ``done`` (the caller skips it).  A row of another workspace is
+    ValidationFailed: the task's workspace must own the video it names."""
     with db.transaction("DB start video") as cur:
         cur.execute("SELECT status, workspace_id::text AS workspace_id FROM videos WHERE id = %s FOR UPDATE",
                     (video_id,))
@@ -96,6 +101,9 @@ def ensure_video_processing(db: Database, *, video_id: str, workspace_id: str, w
                 (video_id, workspace_id, workspace_code, camera_code, s3_key_raw, frame_stride, recorded_at),
             )
             return None
+        if row["workspace_id"] != workspace_id:
+            raise ValidationFailed(f"video {video_id} belongs to workspace {row['workspace_id']}, not {workspace_id}; "
+                                   "a task may only name its own workspace's videos")
         if row["status"] != "done":
             cur.execute("UPDATE videos SET status = 'processing', error = NULL, updated_at = now() WHERE id = %s",
                         (video_id,))
