@@ -55,6 +55,26 @@ class Hierarchy:
         return cls(tuple(types), tuple(makes), tuple(models), np.array(pt), np.array(pm), np.array(pmo))
 
 
+    @classmethod
+    def from_paths(cls, types: Sequence[str], paths: Sequence[Sequence[Optional[str]]]) -> "Hierarchy":
+        """Explicit leaf paths ``(type, make|None, model|None)``, e.g. from an ultralytics
+        checkpoint's ``Type|Make|Model`` class names.  Unlike :meth:`build`, a make may appear
+        under several types (Toyota makes cars and SUVs) and a path may stop at the type."""
+        makes = sorted({p[1] for p in paths if len(p) > 1 and p[1]})
+        models = sorted({p[2] for p in paths if len(p) > 2 and p[2]})
+        t_idx = {t: i for i, t in enumerate(types)}
+        pt, pm, pmo = [], [], []
+        for p in paths:
+            typ, make, model = (list(p) + [None, None])[:3]
+            if typ not in t_idx:
+                raise ValueError(f"path {p!r}: type {typ!r} is not one of {list(types)}")
+            if model and not make:
+                raise ValueError(f"path {p!r} names a model without a make")
+            pt.append(t_idx[typ]); pm.append(makes.index(make) if make else -1)
+            pmo.append(models.index(model) if model else -1)
+        return cls(tuple(types), tuple(makes), tuple(models), np.array(pt), np.array(pm), np.array(pmo))
+
+
 @dataclass(frozen=True)
 class Decoded:
     type: str
@@ -72,7 +92,9 @@ def decode(h: Hierarchy, p_type: np.ndarray, p_make: Optional[np.ndarray], p_mod
     eps = 1e-12
     score = np.log(np.asarray(p_type, np.float64)[h.path_type] + eps)
     if p_make is not None:
-        score = score + np.log(np.asarray(p_make, np.float64)[h.path_make] + eps)
+        pk = np.asarray(p_make, np.float64)
+        # (a type-only path, possible in Hierarchy.from_paths, is scored like a make-only one below)
+        score = score + np.where(h.path_make >= 0, np.log(pk[np.maximum(h.path_make, 0)] + eps), np.log(eps))
     if p_model is not None:
         pm = np.asarray(p_model, np.float64)
         # A make-only path has no model probability: it competes with its own best model path
@@ -83,11 +105,31 @@ def decode(h: Hierarchy, p_type: np.ndarray, p_make: Optional[np.ndarray], p_mod
     best = int(np.argmax(post))
     t, m, mo = int(h.path_type[best]), int(h.path_make[best]), int(h.path_model[best])
     type_conf = float(post[h.path_type == t].sum())
-    make_conf = float(post[h.path_make == m].sum()) if p_make is not None else None
+    make_conf = float(post[h.path_make == m].sum()) if p_make is not None and m >= 0 else None
     model_conf = float(post[best]) if p_model is not None and mo >= 0 else None
     order = np.argsort(-post, kind="stable")[:topk]
-    alts = tuple({"type": h.types[h.path_type[i]], "make": h.makes[h.path_make[i]],
+    alts = tuple({"type": h.types[h.path_type[i]], "make": h.makes[h.path_make[i]] if h.path_make[i] >= 0 else None,
                   "model": h.models[h.path_model[i]] if h.path_model[i] >= 0 else None,
                   "conf": round(float(post[i]), 4)} for i in order)
-    return Decoded(h.types[t], type_conf, h.makes[m] if p_make is not None else None, make_conf,
+    return Decoded(h.types[t], type_conf, h.makes[m] if (p_make is not None and m >= 0) else None, make_conf,
                    h.models[mo] if (p_model is not None and mo >= 0) else None, model_conf, alts)
+
+
+def decode_paths(h: Hierarchy, p_path: np.ndarray, topk: int = 3) -> Decoded:
+    """Best leaf for one sample when the model scores whole paths (``p_path`` over ``h``'s paths,
+    in order).  Confidences are marginals of the leaf distribution, so they nest as in
+    :func:`decode`; a path that stops at the type or make reports None below it."""
+    post = np.asarray(p_path, np.float64)
+    post = post / max(float(post.sum()), 1e-12)
+    best = int(np.argmax(post))
+    t, m, mo = int(h.path_type[best]), int(h.path_make[best]), int(h.path_model[best])
+    same_type = h.path_type == t
+    type_conf = float(post[same_type].sum())
+    make_conf = float(post[same_type & (h.path_make == m)].sum()) if m >= 0 else None
+    model_conf = float(post[best]) if mo >= 0 else None
+    order = np.argsort(-post, kind="stable")[:topk]
+    alts = tuple({"type": h.types[h.path_type[i]], "make": h.makes[h.path_make[i]] if h.path_make[i] >= 0 else None,
+                  "model": h.models[h.path_model[i]] if h.path_model[i] >= 0 else None,
+                  "conf": round(float(post[i]), 4)} for i in order)
+    return Decoded(h.types[t], type_conf, h.makes[m] if m >= 0 else None, make_conf,
+                   h.models[mo] if mo >= 0 else None, model_conf, alts)

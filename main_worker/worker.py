@@ -36,7 +36,7 @@ from ..worker_utils.sqs_queue import ReceivedMessage
 from ..worker_utils.validation import validate_snapshot_ready
 from ..worker_utils.vocab import COLOR_BASES
 from .color import estimate_fbl, fbl_from_heads
-from .decoding import Decoded, Hierarchy, decode
+from .decoding import Decoded, Hierarchy, decode, decode_paths
 from .plate import PlateReader
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ class _Item:
 
 
 def hierarchy_of(bundle: Classifier) -> Hierarchy:
+    """The bundle's valid paths: its explicit leaf ``paths`` when it has them (ultralytics
+    ``Type|Make|Model`` checkpoints), else built from the label maps and ``hierarchy``."""
+    if getattr(bundle, "paths", None):
+        return Hierarchy.from_paths(bundle.labels["type"], bundle.paths)  # type: ignore[attr-defined]
     lab = bundle.labels
     return Hierarchy.build(lab["type"], lab.get("make", []), lab.get("model", []),
                            bundle.hierarchy.get("make_type", {}), bundle.hierarchy.get("model_make", {}))
@@ -168,10 +172,16 @@ class MainWorker:
         for name, bundle in self.variants.items():
             t1 = time.perf_counter()
             p = probs[name]
-            dec = decode(self.hierarchies[name], p["type"], p.get("make"), p.get("model"), s.topk)
-            colors = self._colors(bundle, p, it.image) if s.color_enabled else None
-            latency = infer_ms + (time.perf_counter() - t1) * 1e3 + plate_ms
-            rows.append(result_row(name, bundle, dec, colors, plate, plate_conf, latency, it.msg))
+            h = self.hierarchies[name]
+            dec = (decode_paths(h, p["path"], s.topk) if "path" in p and getattr(bundle, "paths", None)
+                   else decode(h, p["type"], p.get("make"), p.get("model"), s.topk))
+            t2 = time.perf_counter()
+            colors, color_source = self._colors(bundle, p, it.image) if s.color_enabled else (None, None)
+            t3 = time.perf_counter()
+            timings = {"inference": infer_ms, "decode": (t2 - t1) * 1e3, "color": (t3 - t2) * 1e3, "plate": plate_ms}
+            latency = infer_ms + (t3 - t1) * 1e3 + plate_ms
+            rows.append(result_row(name, bundle, dec, colors, plate, plate_conf, latency, it.msg,
+                                   heads=head_summary(bundle, p), timings_ms=timings, color_source=color_source))
         if finish_analysis(self.db, it.analysis_id, rows):
             best = rows[0]
             log.info("analysis done", extra={"track_id": it.msg.track_id, "variants": len(rows), "type": best["type"],
@@ -180,19 +190,40 @@ class MainWorker:
             log.info("analysis was finished by another delivery; nothing changed")
 
     @staticmethod
-    def _colors(bundle: Classifier, p: dict[str, np.ndarray], image: np.ndarray) -> list[dict]:
+    def _colors(bundle: Classifier, p: dict[str, np.ndarray], image: np.ndarray) -> tuple[list[dict], str]:
+        """(FBL array, where it came from: "model" heads or the "classical" estimator)."""
         if "color_base" in p and list(bundle.labels.get("color_base", [])) == list(COLOR_BASES):
             return fbl_from_heads(p["color_base"], p.get("finish"), p.get("lightness"),
-                                  bundle.labels.get("finish", [None]), bundle.labels.get("lightness", [None]))
-        return estimate_fbl(image)
+                                  bundle.labels.get("finish", [None]), bundle.labels.get("lightness", [None])), "model"
+        return estimate_fbl(image), "classical"
 
 
 class _AlreadyDone(Exception):
     pass
 
 
+HEAD_SUMMARY_K = 5
+
+
+def head_summary(bundle: Classifier, p: dict[str, np.ndarray], k: int = HEAD_SUMMARY_K) -> dict[str, list[dict]]:
+    """Each head's own labels with probabilities, best first (before hierarchy decoding): small
+    heads (type, colour, finish, lightness: <= 10 labels) in full, make and model top-``k``.
+    What the model saw, so a reviewer can tell a confident head from a close call."""
+    out = {}
+    for head, probs in p.items():
+        if head not in bundle.labels:
+            continue
+        labels = bundle.labels[head]
+        order = np.argsort(-np.asarray(probs), kind="stable")[:len(labels) if len(labels) <= 10 else k]
+        out[head] = [{"label": labels[int(i)] if int(i) < len(labels) else int(i), "p": round(float(probs[int(i)]), 4)}
+                     for i in order]
+    return out
+
+
 def result_row(variant: str, bundle: Classifier, dec: Decoded, colors: Optional[list[dict]], plate: Optional[str],
-               plate_conf: Optional[float], latency_ms: float, msg: SnapshotReady) -> dict[str, Any]:
+               plate_conf: Optional[float], latency_ms: float, msg: SnapshotReady, *,
+               heads: Optional[dict[str, list[dict]]] = None, timings_ms: Optional[dict[str, float]] = None,
+               color_source: Optional[str] = None) -> dict[str, Any]:
     """One image_analysis_results row; ``payload`` is the full record (~2-4 KB of JSON)."""
     r3 = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
     payload = {
@@ -202,10 +233,13 @@ def result_row(variant: str, bundle: Classifier, dec: Decoded, colors: Optional[
         "model": {"label": dec.model, "conf": r3(dec.model_conf)},
         "topk": list(dec.alternatives),
         "colors": colors,
+        "colors_source": color_source,
         "plate": {"text": plate, "conf": r3(plate_conf)} if plate else None,
+        "heads": heads or {},
         "model_name": bundle.model_name,
         "model_version": bundle.version,
         "latency_ms": round(latency_ms, 1),
+        "timings_ms": {k: round(v, 1) for k, v in (timings_ms or {}).items()},
         "decoding": "hierarchy-consistent best path (see main_worker/decoding.py)",
         "snapshot": {"snapshot_s3_key": msg.snapshot_s3_key, "track_id": msg.track_id, "detectedIn": msg.detectedIn,
                      "detectedAt": msg.detectedAt, "yolo_type": msg.yolo_type,

@@ -1,0 +1,86 @@
+"""PostgreSQL restarts while the real main_worker process is in the middle of a batch.
+
+The worker runs as systemd runs it (``python -m video_analysis.main_worker.run_poller``,
+settings from CVITX_ overrides). Plate OCR is on, so a batch of 10 takes seconds and the
+cluster goes down while the batch is being written. The failed messages are transient
+(backoff, redelivery), and once the cluster is back every analysis ends `done` with exactly
+one complete results row; nothing reaches the DLQ.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import worker_env
+from video_analysis.worker_utils.errors import TransientError
+from video_analysis.worker_utils.vocab import COLOR_BASES
+
+from .conftest import Publisher
+
+N = 20
+
+
+def wait_for(predicate, timeout_s: float, what: str, proc=None, log=None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except TransientError:  # our own connection died with the cluster; it reconnects
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}" + (f":\n{log.read_text()[-3000:]}" if log else ""))
+
+
+def test_postgres_restart_mid_batch(stack, mw_settings, gt_snaps, tmp_path):
+    s = mw_settings.replace(plate_enabled=True, transient_backoff_base_s=2, transient_backoff_max_s=8,
+                            visibility_timeout_s=60, heartbeat_s=5, stop_timeout_s=10)
+    pub = Publisher(s)
+    for snap in gt_snaps[:N]:
+        pub.publish_snap(snap)
+    log = tmp_path / "worker.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "video_analysis.main_worker.run_poller"],
+                                env=worker_env(stack, s), stdout=fh, stderr=subprocess.STDOUT)
+    pg = stack.pg
+    try:
+        wait_for(lambda: pub.status_counts().get("done", 0) >= 1, 120, "the first done analysis", proc, log)
+        done_at_stop = pub.status_counts().get("done", 0)
+        pg.stop("fast")  # kills the worker's connection too
+        assert not pg.running()
+        time.sleep(2.0)
+        pg.start()
+        wait_for(lambda: pub.status_counts() == {"done": N}, 120, "every analysis done", proc, log)
+    finally:
+        if not pg.running():
+            pg.start()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+    out = log.read_text()
+    assert rc == 0, out[-3000:]
+    assert 1 <= done_at_stop < N, done_at_stop
+
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    retried = [e for e in events if e.get("msg") == "transient failure; message will be retried"]
+    assert retried, "no message was retried: the restart did not hit the worker"
+    assert all("database unavailable" in e["error"] for e in retried), [e["error"] for e in retried]
+    # at least one message of a batch already fetched and inferred failed on its final write
+    assert any("DB finish analysis" in e["error"] for e in retried), [e["error"] for e in retried]
+
+    rows = pub.results()
+    assert len(rows) == N and len({r["analysis_id"] for r in rows}) == N
+    for r in rows:
+        assert r["variant"] == "baseline" and r["type"] and r["make"] and r["model"]
+        assert r["colors"] and r["colors"][0]["base"] in COLOR_BASES and r["payload"]["model"]["label"] == r["model"]
+    assert all(a["error"] is None for a in pub.analyses())
+    assert pub.drain(s.snapshot_dlq) == [] and pub.drain(s.snapshot_queue) == []
