@@ -169,7 +169,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
-        setup_logging(settings.log_level)
+        # demo/analyze print their own step lines; the workers' JSON logs go to files under --out.
+        setup_logging("WARNING" if args.command in ("demo", "analyze") else settings.log_level)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

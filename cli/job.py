@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from ..worker_config import Settings, build_settings, env_overrides
 from ..worker_utils.db import Database
 from ..worker_utils.errors import WorkerError
-from ..worker_utils.local_stack import stack_down, stack_up
+from ..worker_utils.local_stack import LOCAL_AWS_ENV, stack_down, stack_up
 from ..worker_utils.provision import run_setup
 from ..worker_utils.repository import get_video, list_analyses
 from ..worker_utils.s3_store import S3Store
@@ -192,6 +192,9 @@ def run_job(opts: JobOptions, make_report: Callable[[JobResult], Path], before_s
     try:
         steps.start("start local stack (moto_server + PostgreSQL) and run setup")
         state = stack_up(root)
+        # This process talks only to its private stack: moto accepts the stack's dummy keys, and
+        # a user's real AWS credentials must never be sent to it (or be required).
+        os.environ.update(LOCAL_AWS_ENV)
         settings = build_settings({}, **state.settings_changes(), **changes)
         run_setup(settings)
         steps.start("upload the video and send PROCESS_VIDEO")

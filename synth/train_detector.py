@@ -42,14 +42,20 @@ def main(argv=None) -> int:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--model", default="yolov8n.yaml", help="ultralytics model yaml (built from scratch)")
+    ap.add_argument("--init", help="continue from these weights (a second stage) instead of --model")
+    ap.add_argument("--first-scene", type=int, default=0,
+                    help="offset into TRAIN_SEEDS (a second stage can train on fresh scenes)")
+    ap.add_argument("--lr0", type=float, default=0.01)
+    ap.add_argument("--mosaic", type=float, default=1.0)
     ap.add_argument("--out", default=str(BUNDLE / "detector.pt"))
     args = ap.parse_args(argv)
 
     t0 = time.time()
     work = Path(args.work).resolve()
-    train, val = work / "train", work / "val"
+    seeds = TRAIN_SEEDS[args.first_scene:args.first_scene + args.scenes]
+    train, val = work / f"train_{seeds.start}_{seeds.stop}", work / "val"
     if not (train / "images").exists():
-        n = write_detector_dataset(train, TRAIN_SEEDS[:args.scenes], args.frames)
+        n = write_detector_dataset(train, seeds, args.frames)
         print(f"training images: {n}", flush=True)
     if not (val / "images").exists():
         n = write_detector_dataset(val, EVAL_SEEDS[:args.val_scenes], 4)
@@ -63,11 +69,13 @@ def main(argv=None) -> int:
 
     # The dataset check fetches a font for plots; plots are off, so no font is needed.
     data_utils.check_font = lambda *a, **k: None
-    model = YOLO(args.model, task="detect")
+    model = YOLO(args.init or args.model, task="detect")
+    run = "detector" if not args.init else f"detector_from_{Path(args.init).stem}"
     model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device="cpu", workers=2,
-                project=str(work / "runs"), name="detector", exist_ok=True, plots=False, amp=False, val=False,
-                seed=0, deterministic=True, patience=0, cache=True, close_mosaic=5, fliplr=0.5, verbose=True)
-    best = work / "runs" / "detector" / "weights" / "last.pt"
+                project=str(work / "runs"), name=run, exist_ok=True, plots=False, amp=False, val=False,
+                seed=0, deterministic=True, patience=0, cache=True, close_mosaic=5, fliplr=0.5, verbose=True,
+                lr0=args.lr0, mosaic=args.mosaic, warmup_epochs=0 if args.init else 3)
+    best = work / "runs" / run / "weights" / "last.pt"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, out)
@@ -77,10 +85,16 @@ def main(argv=None) -> int:
     from ..eval.detector import evaluate_detector
 
     metrics = evaluate_detector(out, EVAL_SEEDS[:args.val_scenes], work / "eval", imgsz=args.imgsz)
-    metrics.update(train={"scenes": args.scenes, "frames_per_scene": args.frames, "epochs": args.epochs,
-                          "imgsz": args.imgsz, "model": args.model, "minutes": round(train_s / 60, 1),
-                          "seeds": f"TRAIN_SEEDS[:{args.scenes}]"})
-    (out.parent / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    stage = {"scenes": args.scenes, "frames_per_scene": args.frames, "epochs": args.epochs, "imgsz": args.imgsz,
+             "model": args.init or args.model, "lr0": args.lr0, "mosaic": args.mosaic,
+             "minutes": round(train_s / 60, 1), "seeds": f"TRAIN_SEEDS[{args.first_scene}:{args.first_scene + args.scenes}]"}
+    stages = []
+    previous = out.parent / "metrics.json"
+    if args.init and previous.exists():  # keep the record of the earlier stage(s)
+        old = json.loads(previous.read_text())
+        stages = old.get("train_stages") or ([old["train"]] if "train" in old else [])
+    metrics.update(train_stages=stages + [stage])
+    previous.write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))
     return 0
 

@@ -1,0 +1,48 @@
+"""`python -m video_analysis.eval` on small splits re-computes the committed metrics.json figures
+within noise (binomial 3-sigma for top-1 rates; a looser band for mAP on a few images)."""
+from __future__ import annotations
+
+import json
+import math
+
+from conftest import DETECTOR, MAIN_BUNDLE, REPO
+
+
+def _within(measured: float, published: float, n: int, floor: float = 0.02) -> bool:
+    sigma = math.sqrt(max(published * (1 - published), 1e-4) / n)
+    return abs(measured - published) <= max(3 * sigma, floor)
+
+
+def test_classifier_figures_match_metrics_json(capsys):
+    from video_analysis.eval.__main__ import main
+
+    published = json.loads((REPO / "main_worker" / "bundle" / "demo" / "metrics.json").read_text())
+    assert main(["classifier", "--bundle", str(MAIN_BUNDLE), "--n", "300"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["samples"] == 300
+    for key in ("type_top1", "make_top1", "model_top1", "color_base_top1"):
+        assert _within(got[key], published[key], 300), (key, got[key], published[key])
+    # And the published figures meet the bar the project set itself.
+    assert published["type_top1"] >= 0.95 and published["make_top1"] >= 0.90
+    assert published["model_top1"] >= 0.85 and published["color_base_top1"] >= 0.90
+
+
+def test_detector_figures_match_metrics_json(capsys):
+    from video_analysis.eval.__main__ import main
+
+    published = json.loads((REPO / "yolo_worker" / "bundle" / "demo" / "metrics.json").read_text())
+    assert main(["detector", "--weights", str(DETECTOR), "--scenes", "8"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["images"] == 32 and set(got["per_class_map50"]) <= set(published["per_class_map50"])
+    assert abs(got["map50"] - published["map50"]) <= 0.12, (got["map50"], published["map50"])
+    assert published["map50"] >= 0.80
+
+
+def test_tracking_metrics_on_a_new_clip(capsys):
+    from video_analysis.eval.__main__ import main
+
+    assert main(["tracking", "--weights", str(DETECTOR), "--seed", "500003", "--duration", "15"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["frames_processed"] > 0 and got["coverage"]["vehicles"] > 0
+    assert got["mot"]["mota"] > 0.5 and got["mot"]["idf1"] > 0.5, got["mot"]
+    assert got["coverage"]["recall_exactly_one"] >= 0.7, got["coverage"]
