@@ -86,7 +86,7 @@ def main(argv=None) -> int:
 
     metrics = evaluate_detector(out, EVAL_SEEDS[:args.val_scenes], work / "eval", imgsz=args.imgsz)
     stage = {"scenes": args.scenes, "frames_per_scene": args.frames, "epochs": args.epochs, "imgsz": args.imgsz,
-             "model": args.init or args.model, "lr0": args.lr0, "mosaic": args.mosaic,
+             "model": f"{Path(args.init).name} (continued, no warm-up)" if args.init else args.model, "lr0": args.lr0, "mosaic": args.mosaic,
              "minutes": round(train_s / 60, 1), "seeds": f"TRAIN_SEEDS[{args.first_scene}:{args.first_scene + args.scenes}]"}
     stages = []
     previous = out.parent / "metrics.json"

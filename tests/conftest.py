@@ -85,10 +85,9 @@ def provisioned(settings) -> Settings:
 
 
 # --- the project's own models and generated clips ------------------------------------------
-# TEMPORARY (removed once the trained weights are committed): DEV_* point at interim weights.
-DETECTOR = Path(os.environ.get("DEV_DETECTOR") or REPO / "yolo_worker" / "bundle" / "demo" / "detector.pt")
-MAIN_BUNDLE = Path(os.environ.get("DEV_MAIN_BUNDLE") or REPO / "main_worker" / "bundle" / "demo" / "main.pt")
-CMT_BUNDLE = Path(os.environ.get("DEV_CMT_BUNDLE") or REPO / "main_worker" / "bundle" / "demo" / "cmt.pt")
+DETECTOR = REPO / "yolo_worker" / "bundle" / "demo" / "detector.pt"
+MAIN_BUNDLE = REPO / "main_worker" / "bundle" / "demo" / "main.pt"
+CMT_BUNDLE = REPO / "main_worker" / "bundle" / "demo" / "cmt.pt"
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,9 @@ class PipelineStats:
     tracks_dropped: int = 0
     wall_s: float = 0.0
     first_emit_s: Optional[float] = None  # seconds from start to the first emitted track
+    # How far the decoder had got (frames grabbed from the file) when the first track had been
+    # emitted: below the video's frame count = snapshots flow out while the video is read.
+    first_emit_frames_grabbed: Optional[int] = None
 
     @property
     def fps(self) -> float:
@@ -77,6 +80,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
             stats.tracks_emitted += 1
             if stats.first_emit_s is None:
                 stats.first_emit_s = time.perf_counter() - t0
+                stats.first_emit_frames_grabbed = reader.frames_grabbed
 
     for step, frame in enumerate(reader, start=1):
         check_cancelled()

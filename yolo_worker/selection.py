@@ -5,6 +5,10 @@ one criterion does not override the next one:
 
 0. **border**: a box touching the frame border (within ``BORDER_PX``) loses to one that does
    not, before anything else: a cut-off vehicle is a poor snapshot however large;
+0b. **oversized**: a box more than ``OVERSIZE`` (1.8x) the median area of the track's last
+   ``SIZE_HISTORY`` boxes not touching the border loses to one that is not: a sudden jump in size is the detector
+   merging the vehicle with the one beside or in front of it, and "largest first" would pick
+   exactly that merged box (steady growth of an approaching vehicle stays under the factor);
 1. **area**: larger wins unless the two are within ``AREA_TOL`` (10 %) of the larger;
 2. **conf**: higher wins unless within ``CONF_TOL`` (0.05);
 3. **sharpness** (variance of Laplacian): higher wins unless within ``SHARP_TOL`` (10 %);
@@ -17,8 +21,8 @@ memory is bounded by the number of live tracks, not by video length.
 """
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Optional
 
 import numpy as np
@@ -30,6 +34,8 @@ AREA_TOL = 0.10
 CONF_TOL = 0.05
 SHARP_TOL = 0.10
 CENTER_TOL = 0.05
+OVERSIZE = 1.8
+SIZE_HISTORY = 9
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Candidate:
     sharpness: float
     touches_border: bool
     center_dist: float
+    oversized: bool = False  # set by TrackBook from the track's recent box sizes
 
     @property
     def area(self) -> float:
@@ -75,6 +82,8 @@ def is_better(a: Candidate, b: Candidate) -> bool:
     """True when ``a`` should replace ``b`` as the track's best candidate."""
     if a.touches_border != b.touches_border:
         return not a.touches_border
+    if a.oversized != b.oversized:
+        return not a.oversized
     if not _rel_close(a.area, b.area, AREA_TOL):
         return a.area > b.area
     if abs(a.conf - b.conf) > CONF_TOL:
@@ -100,6 +109,7 @@ class TrackState:
     class_votes: Counter = field(default_factory=Counter)
     best: Optional[Candidate] = None
     best_crop: Optional[np.ndarray] = None  # H x W x 3 uint8, cut from the full-resolution frame
+    recent_areas: deque = field(default_factory=lambda: deque(maxlen=SIZE_HISTORY))  # px^2, bounded
 
     @property
     def yolo_type(self) -> str:
@@ -141,6 +151,14 @@ class TrackBook:
         st.hits += 1
         st.last_frame, st.last_ts_ms, st.last_seen_step = cand.frame_index, cand.ts_ms, step
         st.class_votes[cand.cls] += cand.conf
+        if not cand.touches_border:  # cut-off boxes say nothing about the vehicle's size
+            typical = float(np.median(st.recent_areas)) if len(st.recent_areas) >= 3 else None
+            if typical is not None and cand.area > OVERSIZE * typical:
+                cand = replace(cand, oversized=True)
+            st.recent_areas.append(cand.area)
+            if st.best is not None and st.best.oversized and len(st.recent_areas) >= 3 \
+                    and st.best.area <= OVERSIZE * float(np.median(st.recent_areas)):
+                st.best = replace(st.best, oversized=False)  # that size became the track's normal one
         if st.best is None or is_better(cand, st.best):
             st.best, st.best_crop = cand, crop_fn(cand.box)
 

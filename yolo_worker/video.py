@@ -7,10 +7,17 @@ memory stays bounded.
 
 Timestamps come from the container (``CAP_PROP_POS_MSEC`` of each frame), so they are right
 for odd (12.5, 29.97 fps) and variable frame rates, not ``index / fps``.
+
+Before OpenCV sees the file, :func:`container_problem` walks its top-level ISO-BMFF boxes
+(a few seeks, never the whole file): FFmpeg happily "plays" a JPEG or PNG renamed ``.mp4``
+as a one-frame video, and decodes a truncated fast-start MP4 (index at the front) up to the
+cut without complaint, so both would otherwise finish as ``done`` with missing snapshots.
 """
 from __future__ import annotations
 
+import os
 import queue
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +48,78 @@ class Frame:
     image: np.ndarray
 
 
+# Top-level box types an MP4/QuickTime file may start with.
+_FIRST_BOXES = {b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"}
+_SNIFF = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+          (b"RIFF", "a RIFF file (AVI/WAV/WebP)"), (b"\x1aE\xdf\xa3", "a Matroska/WebM file"),
+          (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"), (b"ID3", "an MP3 file"))
+_MAX_BOXES = 100_000
+
+
+def _looks_like(head: bytes) -> str:
+    for magic, what in _SNIFF:
+        if head.startswith(magic):
+            return what
+    if head[:1] == b"\x47" and head[188:189] == b"\x47":
+        return "an MPEG transport stream"
+    if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head[:64]):
+        return "text"
+    return "not recognised"
+
+
+def container_problem(path: str | Path) -> Optional[str]:
+    """Why ``path`` is not a complete MP4 (ISO-BMFF), or None when its box structure is sound.
+
+    Checks: not empty; starts with an MP4/QuickTime box; no top-level box runs past the end
+    of the file (an interrupted upload); a ``moov`` (index) box exists; the media data
+    (``mdat``) is not empty (a zero-frame file).
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty (0 bytes); upload the complete video"
+    pos, seen, mdat_payload = 0, set(), 0
+    with open(path, "rb") as fh:
+        head = fh.read(256)
+        while pos < size and len(seen) < _MAX_BOXES:
+            fh.seek(pos)
+            hdr = fh.read(16)
+            if len(hdr) < 8:
+                return (f"the MP4 is truncated: the file ends inside a box header at byte {pos} of {size}; "
+                        "the upload was cut short, upload the complete file")
+            box_size, box_type = struct.unpack(">I4s", hdr[:8])
+            header = 8
+            if box_size == 1:
+                if len(hdr) < 16:
+                    return f"the MP4 is truncated inside a box header at byte {pos}; upload the complete file"
+                box_size, header = struct.unpack(">Q", hdr[8:16])[0], 16
+            elif box_size == 0:  # the last box runs to the end of the file
+                box_size = size - pos
+            if pos == 0 and box_type not in _FIRST_BOXES:
+                return (f"not an MP4 file: it does not start with an MP4/ISO-BMFF box ('ftyp'); the content looks "
+                        f"like {_looks_like(head)}; upload an H.264/MPEG-4 MP4")
+            if box_size < header:
+                return f"the MP4 is corrupt: top-level box {box_type!r} at byte {pos} has an invalid size {box_size}"
+            if pos + box_size > size:
+                name = box_type.decode("latin-1")
+                return (f"the MP4 is truncated: its '{name}' box needs {box_size} bytes from byte {pos} but the file "
+                        f"ends at byte {size} ({size - pos} of them present); the upload was cut short, upload the "
+                        "complete file")
+            seen.add(box_type)
+            if box_type == b"mdat":
+                mdat_payload += box_size - header
+            pos += box_size
+    if b"moov" not in seen:
+        return "the MP4 has no 'moov' box (its index): the file is incomplete; upload the complete file"
+    if mdat_payload == 0:
+        return "the MP4 contains no video frames (its media data box is empty); upload a video with frames"
+    return None
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Open ``path`` and read its stream properties; BadMedia when it is not a readable video."""
+    problem = container_problem(path)
+    if problem:
+        raise BadMedia(f"not a readable video: {problem}")
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
@@ -64,7 +141,7 @@ def probe(path: str | Path) -> VideoInfo:
 _END = object()
 
 
-def _reader(path: str, stride: int, out: "queue.Queue", stop: threading.Event) -> None:
+def _reader(path: str, stride: int, out: "queue.Queue", stop: threading.Event, grabbed: list) -> None:
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         index = -1
@@ -72,6 +149,7 @@ def _reader(path: str, stride: int, out: "queue.Queue", stop: threading.Event) -
             if not cap.grab():
                 break
             index += 1
+            grabbed[0] = index + 1
             if index % stride:
                 continue
             ts = cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -93,7 +171,11 @@ def _reader(path: str, stride: int, out: "queue.Queue", stop: threading.Event) -
 
 
 class FrameReader:
-    """Iterate ``Frame``s of every ``stride``-th frame; ``frames_read`` counts all frames seen."""
+    """Iterate ``Frame``s of every ``stride``-th frame; ``frames_read`` counts all frames seen.
+
+    ``frames_read`` counts frames up to the last one handed out; ``frames_grabbed`` is how far
+    the decoding thread has got (it runs ahead by up to ``queue_size`` processed frames).
+    """
 
     def __init__(self, path: str | Path, stride: int, queue_size: int = 4):
         if stride < 1:
@@ -103,9 +185,14 @@ class FrameReader:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.frames_read = 0
+        self._grabbed = [0]  # written by the reader thread
+
+    @property
+    def frames_grabbed(self) -> int:
+        return self._grabbed[0]
 
     def __iter__(self) -> Iterator[Frame]:
-        self._thread = threading.Thread(target=_reader, args=(self.path, self.stride, self._q, self._stop),
+        self._thread = threading.Thread(target=_reader, args=(self.path, self.stride, self._q, self._stop, self._grabbed),
                                         name="frame-reader", daemon=True)
         self._thread.start()
         try:

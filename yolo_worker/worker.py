@@ -97,17 +97,15 @@ class YoloWorker:
         try:
             msg = validate_video_task(message.body, self.settings)
         except ValidationFailed as exc:
-            self._mark_error(_video_id_of(message.body), f"invalid message: {exc.reason}", True)
+            self._mark_error(*_ids_of(message.body), reason=f"invalid message: {exc.reason}")
             raise
         with log_context(video_id=msg.video_id):
-            video_known = False
             try:
                 job = self._job(msg)
                 before = ensure_video_processing(
                     self.db, video_id=job.video_id, workspace_id=job.workspace_id,
                     workspace_code=job.workspace_code, camera_code=job.camera_code, s3_key_raw=job.s3_key_raw,
                     frame_stride=job.frame_stride, recorded_at=job.recorded_at)
-                video_known = True
                 if before == "done":
                     log.info("video already done; redelivery skipped (nothing re-emitted)")
                     return
@@ -116,21 +114,28 @@ class YoloWorker:
                 log.info("video done", extra={"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
                                                "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
                                                "processed_fps": round(stats.fps, 1),
+                                               "first_emit_s": None if stats.first_emit_s is None
+                                               else round(stats.first_emit_s, 2),
+                                               "first_emit_frames_grabbed": stats.first_emit_frames_grabbed,
                                                "duration_ms": round(stats.wall_s * 1e3, 1)})
             except PermanentError as exc:
-                self._mark_error(msg.video_id, exc.reason, video_known or isinstance(msg, ProcessVideoDb))
+                self._mark_error(msg.video_id, msg.workspace_id, reason=exc.reason)
                 raise
             except TransientError as exc:
                 if message.receive_count >= self.settings.max_receive_count:
-                    self._mark_error(msg.video_id, f"gave up after {message.receive_count} receives: {exc.reason}",
-                                     True)
+                    self._mark_error(msg.video_id, msg.workspace_id,
+                                     reason=f"gave up after {message.receive_count} receives: {exc.reason}")
                 raise
 
-    def _mark_error(self, video_id: Optional[str], reason: str, row_may_exist: bool) -> None:
-        """Record ``reason`` on the videos row where one exists (never on a ``done`` one)."""
-        if not row_may_exist or not video_id:
+    def _mark_error(self, video_id: Optional[str], workspace_id: Optional[str], *, reason: str) -> None:
+        """Record ``reason`` on the videos row where one exists and belongs to ``workspace_id``
+        (never on a ``done`` one, never on another workspace's video)."""
+        if not video_id:
             return
         try:
+            row = get_video(self.db, video_id)
+            if row is None or str(row["workspace_id"]) != workspace_id:
+                return
             set_video_status(self.db, video_id, "error", reason[:2000])
         except WorkerError as exc:
             log.warning("could not record the error on the videos row", extra={"error": exc.reason})
@@ -152,6 +157,11 @@ class YoloWorker:
             os.unlink(path)
         if stats.frames_read == 0:
             raise BadMedia("the video has no decodable frames (empty or corrupt); re-encode and re-upload it")
+        if stats.frames_read + _missing_frames_tolerance(info.frame_count) < info.frame_count:
+            # Decoding stopped early: corrupt data mid-file.  The snapshots already sent are
+            # real vehicles of the decoded part; the video must not claim to be complete.
+            raise BadMedia(f"video decoding stopped at frame {stats.frames_read} of the {info.frame_count} its "
+                           "container declares: the file is corrupt or truncated; re-encode and re-upload it")
         self.last_stats = stats
         return stats
 
@@ -177,7 +187,7 @@ class YoloWorker:
         status = insert_analysis_queued(self.db, video_id=job.video_id, workspace_id=job.workspace_id,
                                         track_id=ft.track_id, snapshot_uri=uri, detected_in_ms=offset, detected_at=at,
                                         yolo_type=ft.yolo_type, track_first_ms=ft.first_ts_ms,
-                                        track_last_ms=ft.last_ts_ms)
+                                        track_last_ms=ft.last_ts_ms, bbox=ft.best.box)
         if status != "queued":
             log.info("snapshot already analysed; not re-announced", extra={"track_id": ft.track_id, "status": status})
             return
@@ -188,13 +198,28 @@ class YoloWorker:
         validate_snapshot_ready(message, s)  # never send what main_worker would reject
         self.sqs.send_json(s.snapshot_queue, message, "snapshot_ready")
         log.info("snapshot ready", extra={"track_id": ft.track_id, "detected_in_ms": offset,
+                                          "frame_index": ft.best.frame_index,
                                           "yolo_type": ft.yolo_type, "bytes": len(jpeg), "hits": ft.hits})
 
 
-def _video_id_of(body: str) -> Optional[str]:
-    """The video_id of a message that failed validation, when it has a well-formed one."""
+def _missing_frames_tolerance(declared: int) -> int:
+    """Frames a complete file may decode short of its declared count (edit lists, a dropped
+    last frame): 2 or 1 %, whichever is larger."""
+    return max(2, declared // 100)
+
+
+def _ids_of(body: str) -> tuple[Optional[str], Optional[str]]:
+    """``(video_id, workspace_id)`` of a video task that failed validation, where well-formed.
+
+    Only PROCESS_VIDEO / PROCESS_VIDEO_DB bodies name a video whose processing just failed; a
+    foreign event that landed on this queue (a misrouted SNAPSHOT_READY) says nothing about the
+    state of the video it mentions, so it leaves that row alone."""
     try:
-        value = json.loads(body).get("video_id")
+        obj = json.loads(body)
+        event, vid, wid = obj.get("event"), obj.get("video_id"), obj.get("workspace_id")
     except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and is_uuid(value) else None
+        return None, None
+    if event not in ("PROCESS_VIDEO", "PROCESS_VIDEO_DB"):
+        return None, None
+    ok = [v if isinstance(v, str) and is_uuid(v) else None for v in (vid, wid)]
+    return ok[0], ok[1]

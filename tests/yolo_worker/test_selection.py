@@ -70,3 +70,37 @@ def test_candidate_is_frozen():
     with pytest.raises(Exception):
         cand().conf = 1.0  # type: ignore[misc]
     assert isinstance(cand(), Candidate)
+
+
+def _cand(frame, box, conf=0.9, w=640, h=360):
+    from video_analysis.yolo_worker.selection import make_candidate
+
+    return make_candidate(frame, frame * 80, box, conf, 0, 100.0, w, h)
+
+
+def test_a_sudden_merged_box_does_not_win_on_area():
+    """A box twice the track's usual size (the detector merged two vehicles) loses to a normal one,
+    although "largest first" alone would pick it."""
+    from video_analysis.yolo_worker.selection import TrackBook
+
+    book = TrackBook(max_age=5, min_hits=1)
+    crop = lambda box: np.zeros((2, 2, 3), np.uint8)  # noqa: E731
+    for f, x in enumerate(range(100, 160, 10)):
+        book.observe(f + 1, _cand(f, (x, 100, x + 60, 140)), 1, crop)
+    book.observe(7, _cand(6, (160, 100, 280, 150)), 1, crop)  # merged: 120x50 vs 60x40
+    (ft,) = book.flush()
+    assert ft.best.area == 60 * 40 and not ft.best.oversized
+
+
+def test_a_vehicle_entering_the_frame_still_gets_its_full_size_box():
+    """Growing boxes at the border are not a size history: the first full box is not 'oversized'."""
+    from video_analysis.yolo_worker.selection import TrackBook
+
+    book = TrackBook(max_age=5, min_hits=1)
+    crop = lambda box: np.zeros((2, 2, 3), np.uint8)  # noqa: E731
+    for f, x2 in enumerate((10, 25, 40)):  # entering from the left edge
+        book.observe(f + 1, _cand(f, (0, 100, x2, 140)), 1, crop)
+    book.observe(4, _cand(3, (5, 100, 65, 140)), 1, crop)
+    book.observe(5, _cand(4, (20, 100, 80, 140)), 1, crop)
+    (ft,) = book.flush()
+    assert not ft.best.touches_border and not ft.best.oversized and ft.best.area == 60 * 40

@@ -65,3 +65,41 @@ def test_reader_stops_early_without_leaking_its_thread(tmp_path):
 def test_stride_must_be_positive(tmp_path):
     with pytest.raises(ValueError):
         FrameReader(tmp_path / "x.mp4", 0)
+
+
+def _box(kind: bytes, payload: bytes = b"", large: bool = False) -> bytes:
+    import struct
+
+    if large:  # 64-bit "largesize" header
+        return struct.pack(">I4sQ", 1, kind, 16 + len(payload)) + payload
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+FTYP = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2avc1mp41")
+
+
+@pytest.mark.parametrize("data,needle", [
+    (FTYP + _box(b"moov", b"x" * 40) + _box(b"mdat", b"y" * 100), None),  # fast start
+    (FTYP + _box(b"free") + _box(b"mdat", b"y" * 100) + _box(b"moov", b"x" * 40), None),  # index at the end
+    (FTYP + _box(b"moov", b"x" * 40) + _box(b"mdat", b"y" * 100, large=True), None),  # 64-bit box size
+    (FTYP + _box(b"moov", b"x" * 40) + b"\x00\x00\x00\x00mdat" + b"y" * 50, None),  # size 0: runs to the end
+    (FTYP + _box(b"moov", b"x" * 40) + _box(b"mdat", b"y" * 100)[:60], "truncated"),
+    (FTYP + _box(b"mdat", b"y" * 100) + _box(b"moov", b"x" * 40)[:20], "truncated"),  # index cut off
+    (FTYP + _box(b"mdat", b"y" * 100), "no 'moov' box"),
+    (FTYP + _box(b"moov", b"x" * 40) + _box(b"mdat"), "no video frames"),
+    (FTYP + _box(b"moov", b"x" * 40) + b"\x00\x00\x00\x03mdat", "invalid size"),
+    (b"", "empty"),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "looks like a JPEG image"),
+    (b"\x1aE\xdf\xa3" + b"\x00" * 100, "looks like a Matroska/WebM file"),
+    (b"<html><body>AccessDenied</body></html>", "looks like text"),
+])
+def test_container_problem(tmp_path, data, needle):
+    from video_analysis.yolo_worker.video import container_problem
+
+    p = tmp_path / "x.mp4"
+    p.write_bytes(data)
+    problem = container_problem(p)
+    if needle is None:
+        assert problem is None
+    else:
+        assert problem is not None and needle in problem
