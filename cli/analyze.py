@@ -37,12 +37,16 @@ def print_summary(result: JobResult) -> None:
               f"{cname:<16} {r.get('plate') or '-'}")
 
 
-def write_annotated(result: JobResult, video: Path, out: Path, stride: int) -> Path:
-    """Re-run the same deterministic detector + tracker locally and draw every processed frame."""
+def write_annotated(result: JobResult, opts: JobOptions) -> Optional[str]:
+    """With ``--annotated``: re-run the same deterministic detector + tracker locally, draw every
+    processed frame to ``report/annotated.mp4`` and return its name for the report; else None."""
+    if not opts.annotated:
+        return None
     from ..yolo_worker.annotate import annotate_video
 
     picks = {a["track_id"]: a["detected_in_ms"] for a in result.analyses}
-    return annotate_video(video, out, result.settings, stride, picks)
+    return annotate_video(opts.video, result.report_dir / "annotated.mp4", result.settings,
+                          opts.stride(result.settings), picks).name
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -52,12 +56,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     info = {}
 
     def report(result: JobResult) -> Path:
-        annotated = None
-        if opts.annotated:
-            stride = opts.frame_stride or result.settings.default_frame_stride
-            annotated = write_annotated(result, opts.video, result.report_dir / "annotated.mp4", stride).name
         return write_job_report(result, f"CVITX analysis of {opts.video.name}", video_info=info or None,
-                                annotated=annotated)
+                                annotated=write_annotated(result, opts))
 
     try:
         from .job import check_video

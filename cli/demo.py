@@ -51,15 +51,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     scores: dict = {}
 
     def report(result: JobResult) -> Path:
-        stride = opts.frame_stride or result.settings.default_frame_stride
-        scores.update(score_analyses(result.analyses, gt, cfg.fps, stride))
-        annotated = None
-        if opts.annotated:
-            annotated = write_annotated(result, clip.video, result.report_dir / "annotated.mp4", stride).name
+        scores.update(score_analyses(result.analyses, gt, cfg.fps, opts.stride(result.settings)))
         return write_job_report(result, "CVITX demo: synthetic traffic clip", scores=flat_scores(scores),
                                 video_info={"width": cfg.width, "height": cfg.height, "fps": cfg.fps,
                                             "duration_s": cfg.duration_s, "seed": cfg.seed},
-                                annotated=annotated)
+                                annotated=write_annotated(result, opts))
 
     try:
         result = run_job(opts, report)

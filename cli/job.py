@@ -55,6 +55,10 @@ class JobOptions:
     timeout_s: float = 3600.0
     settings_changes: dict[str, Any] = field(default_factory=dict)
 
+    def stride(self, settings: Settings) -> int:
+        """The frame stride the job runs with: the option, else the configured default."""
+        return self.frame_stride or settings.default_frame_stride
+
 
 @dataclass
 class JobResult:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..main_worker.decoding import decode
+from ..main_worker.decoding import decode_output
 from ..main_worker.worker import hierarchy_of
 
 
@@ -24,8 +24,7 @@ def evaluate_bundle(bundle: Any, images: np.ndarray, labels: dict[str, np.ndarra
         p = bundle.predict(images[s:s + batch])
         for j in range(len(next(iter(p.values())))):
             i = s + j
-            d = decode(h, p["type"][j], p.get("make", [None] * (j + 1))[j] if "make" in p else None,
-                       p["model"][j] if "model" in p else None, 1)
+            d = decode_output(h, {head: probs[j] for head, probs in p.items()}, 1)
             hits["type"] += d.type == cat["type"][labels["type"][i]]
             hits["make"] += d.make == cat["make"][labels["make"][i]]
             hits["model"] += d.model == cat["model"][labels["model"][i]]

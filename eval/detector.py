@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..worker_config import TAXONOMY
-from ..worker_utils.offline import ultralytics_offline
+from ..worker_utils.offline import ultralytics_offline_without_plot_fonts
 
 
 def evaluate_detector(weights: str | Path, seeds: Iterable[int], work: str | Path, imgsz: int = 320,
@@ -21,11 +21,8 @@ def evaluate_detector(weights: str | Path, seeds: Iterable[int], work: str | Pat
     if not (val / "images").exists():
         write_detector_dataset(val, seeds, frames_per_scene)
     data = write_data_yaml(work, val / "images", val / "images")
-    ultralytics_offline()
-    import ultralytics.data.utils as data_utils
+    ultralytics_offline_without_plot_fonts()
     from ultralytics import YOLO
-
-    data_utils.check_font = lambda *a, **k: None  # a font for plots, which are off
 
     model = YOLO(str(weights), task="detect")
     res = model.val(data=str(data), imgsz=imgsz, batch=8, device="cpu", plots=False, verbose=False,

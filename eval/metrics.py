@@ -6,7 +6,7 @@ Boxes are ``(x1, y1, x2, y2)`` pixels.  Ground truth and hypotheses are given pe
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -51,6 +51,17 @@ def mot_metrics(gt: PerFrame, hyp: PerFrame, frames: Iterable[int], iou_threshol
             "recall": round(float(row["recall"]), 4)}
 
 
+def best_match(rows: Sequence[tuple[int, Box]], box: Box, iou_threshold: float = 0.5) -> tuple[Optional[int], float]:
+    """``(object id, IoU)`` of the row box that overlaps ``box`` best; the id is None when there
+    are no rows or the best IoU is below ``iou_threshold``."""
+    rows = list(rows)
+    if not rows:
+        return None, 0.0
+    ious = iou_matrix([box], [b for _, b in rows])[0]
+    j = int(np.argmax(ious))
+    return (rows[j][0] if ious[j] >= iou_threshold else None), float(ious[j])
+
+
 def snapshot_coverage(gt: PerFrame, snapshots: Sequence[tuple[int, Box]], vehicles: Iterable[int],
                       iou_threshold: float = 0.5) -> dict:
     """How many ground-truth vehicles are covered by exactly one snapshot.
@@ -62,16 +73,11 @@ def snapshot_coverage(gt: PerFrame, snapshots: Sequence[tuple[int, Box]], vehicl
     covered: dict[int, int] = defaultdict(int)
     unmatched = 0
     for frame, box in snapshots:
-        g = list(gt.get(frame, []))
-        if not g:
+        vid, _iou = best_match(gt.get(frame, []), box, iou_threshold)
+        if vid is None:
             unmatched += 1
-            continue
-        ious = iou_matrix([box], [b for _, b in g])[0]
-        j = int(np.argmax(ious))
-        if ious[j] >= iou_threshold:
-            covered[g[j][0]] += 1
         else:
-            unmatched += 1
+            covered[vid] += 1
     vehicles = list(vehicles)
     once = sum(1 for v in vehicles if covered.get(v, 0) == 1)
     return {"vehicles": len(vehicles), "snapshots": len(snapshots), "exactly_one": once,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .metrics import iou_matrix, snapshot_coverage
+from .metrics import best_match, snapshot_coverage
 from .tracking import countable_vehicles
 
 
@@ -18,20 +18,10 @@ def frame_of(ms: int, fps: float) -> int:
 
 
 def match_snapshots(analyses: list[dict], gt, fps: float, iou_threshold: float = 0.5) -> list[tuple[dict, Optional[int]]]:
-    """``(analysis, vehicle_id or None)`` for each analysis with a box."""
-    out = []
-    for a in analyses:
-        if not a.get("bbox"):
-            out.append((a, None))
-            continue
-        rows = gt.boxes.get(frame_of(a["detected_in_ms"], fps), [])
-        if not rows:
-            out.append((a, None))
-            continue
-        ious = iou_matrix([a["bbox"]], [b for _, b, _ in rows])[0]
-        j = int(ious.argmax())
-        out.append((a, rows[j][0] if ious[j] >= iou_threshold else None))
-    return out
+    """``(analysis, vehicle_id or None)`` for each analysis (None without a box or a match)."""
+    boxes = gt.per_frame(0.0)
+    return [(a, best_match(boxes.get(frame_of(a["detected_in_ms"], fps), []), a["bbox"], iou_threshold)[0]
+             if a.get("bbox") else None) for a in analyses]
 
 
 def score_analyses(analyses: list[dict], gt, fps: float, stride: int, variant: str = "baseline") -> dict:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+
 from ..worker_config import Settings
-from .metrics import iou_matrix, mot_metrics, snapshot_coverage
+from .metrics import best_match, mot_metrics, snapshot_coverage
 
 
 def countable_vehicles(gt, frames, min_visibility: float = 0.5, min_frames: int = 3) -> list[int]:
@@ -50,22 +51,18 @@ def evaluate_tracking(video: str | Path, settings: Settings, stride: int = 3, de
     gt_frames = gt.per_frame(min_visibility)
     mot = mot_metrics(gt_frames, hyp, frames)
     vehicles = countable_vehicles(gt, frames, min_visibility, min_frames)
+    all_boxes = gt.per_frame(0.0)
     snaps = [(ft.best.frame_index, ft.best.box) for ft in finished]
-    cov = snapshot_coverage(gt.per_frame(0.0), snaps, vehicles)
+    cov = snapshot_coverage(all_boxes, snaps, vehicles)
     # yolo_type against the type of the vehicle each snapshot matched.
     typed = right = 0
     for ft in finished:
-        rows = gt.boxes.get(ft.best.frame_index, [])
-        if not rows:
-            continue
-        ious = iou_matrix([ft.best.box], [b for _, b, _ in rows])[0]
-        j = int(ious.argmax())
-        if ious[j] >= 0.5:
+        vid, _iou = best_match(all_boxes.get(ft.best.frame_index, []), ft.best.box)
+        if vid is not None:
             typed += 1
-            right += gt.vehicles[rows[j][0]]["type"] == ft.yolo_type
+            right += gt.vehicles[vid]["type"] == ft.yolo_type
     return {"mot": mot, "coverage": cov, "yolo_type_accuracy": round(right / typed, 4) if typed else None,
             "frames_processed": stats.frames_processed, "frames_read": stats.frames_read, "stride": stride,
             "processed_fps": round(stats.fps, 1), "tracks_dropped": stats.tracks_dropped,
             "first_emit_s": None if stats.first_emit_s is None else round(stats.first_emit_s, 2),
             "wall_s": round(stats.wall_s, 2)}
-

@@ -102,17 +102,7 @@ def decode(h: Hierarchy, p_type: np.ndarray, p_make: Optional[np.ndarray], p_mod
         score = score + np.where(h.path_model >= 0, np.log(pm[np.maximum(h.path_model, 0)] + eps), np.log(eps))
     post = np.exp(score - score.max())
     post /= post.sum()
-    best = int(np.argmax(post))
-    t, m, mo = int(h.path_type[best]), int(h.path_make[best]), int(h.path_model[best])
-    type_conf = float(post[h.path_type == t].sum())
-    make_conf = float(post[h.path_make == m].sum()) if p_make is not None and m >= 0 else None
-    model_conf = float(post[best]) if p_model is not None and mo >= 0 else None
-    order = np.argsort(-post, kind="stable")[:topk]
-    alts = tuple({"type": h.types[h.path_type[i]], "make": h.makes[h.path_make[i]] if h.path_make[i] >= 0 else None,
-                  "model": h.models[h.path_model[i]] if h.path_model[i] >= 0 else None,
-                  "conf": round(float(post[i]), 4)} for i in order)
-    return Decoded(h.types[t], type_conf, h.makes[m] if (p_make is not None and m >= 0) else None, make_conf,
-                   h.models[mo] if (p_model is not None and mo >= 0) else None, model_conf, alts)
+    return _decoded(h, post, topk, with_make=p_make is not None, with_model=p_model is not None)
 
 
 def decode_paths(h: Hierarchy, p_path: np.ndarray, topk: int = 3) -> Decoded:
@@ -120,16 +110,31 @@ def decode_paths(h: Hierarchy, p_path: np.ndarray, topk: int = 3) -> Decoded:
     in order).  Confidences are marginals of the leaf distribution, so they nest as in
     :func:`decode`; a path that stops at the type or make reports None below it."""
     post = np.asarray(p_path, np.float64)
-    post = post / max(float(post.sum()), 1e-12)
+    return _decoded(h, post / max(float(post.sum()), 1e-12), topk)
+
+
+def decode_output(h: Hierarchy, p: Mapping[str, np.ndarray], topk: int = 3) -> Decoded:
+    """One sample's model output ``{head: 1-D probabilities}``: decoded over whole paths when the
+    model scores them (a ``"path"`` head matching ``h``'s paths), else over the separate heads."""
+    path = p.get("path")
+    if path is not None and len(path) == len(h.path_type):
+        return decode_paths(h, path, topk)
+    return decode(h, p["type"], p.get("make"), p.get("model"), topk)
+
+
+def _decoded(h: Hierarchy, post: np.ndarray, topk: int, with_make: bool = True, with_model: bool = True) -> Decoded:
+    """The best path of the path posterior ``post`` (P, sums to 1), its marginal confidences
+    (nested: the make's within the chosen type) and the top-k alternatives."""
     best = int(np.argmax(post))
     t, m, mo = int(h.path_type[best]), int(h.path_make[best]), int(h.path_model[best])
     same_type = h.path_type == t
+    has_make, has_model = with_make and m >= 0, with_model and mo >= 0
     type_conf = float(post[same_type].sum())
-    make_conf = float(post[same_type & (h.path_make == m)].sum()) if m >= 0 else None
-    model_conf = float(post[best]) if mo >= 0 else None
+    make_conf = float(post[same_type & (h.path_make == m)].sum()) if has_make else None
+    model_conf = float(post[best]) if has_model else None
     order = np.argsort(-post, kind="stable")[:topk]
     alts = tuple({"type": h.types[h.path_type[i]], "make": h.makes[h.path_make[i]] if h.path_make[i] >= 0 else None,
                   "model": h.models[h.path_model[i]] if h.path_model[i] >= 0 else None,
                   "conf": round(float(post[i]), 4)} for i in order)
-    return Decoded(h.types[t], type_conf, h.makes[m] if m >= 0 else None, make_conf,
-                   h.models[mo] if mo >= 0 else None, model_conf, alts)
+    return Decoded(h.types[t], type_conf, h.makes[m] if has_make else None, make_conf,
+                   h.models[mo] if has_model else None, model_conf, alts)

@@ -36,7 +36,7 @@ from ..worker_utils.sqs_queue import ReceivedMessage
 from ..worker_utils.validation import validate_snapshot_ready
 from ..worker_utils.vocab import COLOR_BASES
 from .color import estimate_fbl, fbl_from_heads
-from .decoding import Decoded, Hierarchy, decode, decode_paths
+from .decoding import Decoded, Hierarchy, decode_output
 from .plate import PlateReader
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,7 @@ class MainWorker:
         for name, bundle in self.variants.items():
             t1 = time.perf_counter()
             p = probs[name]
-            h = self.hierarchies[name]
-            dec = (decode_paths(h, p["path"], s.topk) if "path" in p and getattr(bundle, "paths", None)
-                   else decode(h, p["type"], p.get("make"), p.get("model"), s.topk))
+            dec = decode_output(self.hierarchies[name], p, s.topk)
             t2 = time.perf_counter()
             colors, color_source = self._colors(bundle, p, it.image) if s.color_enabled else (None, None)
             t3 = time.perf_counter()

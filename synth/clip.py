@@ -104,7 +104,7 @@ def write_clip(cfg: SceneConfig, out_dir: str | Path, name: str = "clip") -> Cli
             n += 1
             for o in objs:
                 x1, y1, x2, y2 = o.box
-                cls = TAXONOMY.index(next(v for v in scene.all_vehicles if v.vid == o.vehicle_id).spec.vtype) + 1
+                cls = TAXONOMY.index(scene.by_id[o.vehicle_id].spec.vtype) + 1
                 lines.append(f"{i + 1},{o.vehicle_id},{x1:.0f},{y1:.0f},{x2 - x1:.0f},{y2 - y1:.0f},1,{cls},"
                              f"{o.visibility:.3f}")
     finally:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..worker_utils.imaging import crop_with_margin, letterbox
-from ..worker_utils.vocab import COLOR_BASES, TAXONOMY
+from ..worker_utils.vocab import TAXONOMY
 from .catalogue import all_labels
 from .scene import Scene, SceneConfig
 
@@ -82,14 +82,13 @@ def write_detector_dataset(root: str | Path, seeds: Iterable[int], frames_per_sc
             s = long_side / max(H, W)
             small = cv2.resize(img, (int(round(W * s)), int(round(H * s))), interpolation=cv2.INTER_AREA)
             small = _jpeg_roundtrip(small, int(scene.rng.integers(60, 92)))
-            types = {v.vid: v.spec.vtype for v in scene.all_vehicles}
             lines = []
             for o in objs:
                 if o.visibility < min_visibility:
                     continue
                 x1, y1, x2, y2 = o.box
                 cx, cy, bw, bh = (x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H
-                lines.append(f"{TAXONOMY.index(types[o.vehicle_id])} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+                lines.append(f"{TAXONOMY.index(scene.by_id[o.vehicle_id].spec.vtype)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
             name = f"s{seed}_{k:02d}"
             cv2.imwrite(str(root / "images" / f"{name}.jpg"), small, [int(cv2.IMWRITE_JPEG_QUALITY), 95])
             (root / "labels" / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
@@ -137,11 +136,10 @@ def snapshot_samples(seeds: Iterable[int], n: int, size: int = 128, every_s: flo
         for img, objs, scene in _scene_frames(cfg, every_s, warmup_s=0.5):
             q = int(scene.rng.integers(60, 92))
             frame = _jpeg_roundtrip(img, q)
-            specs = {v.vid: v.spec for v in scene.all_vehicles}
             for o in objs:
                 if o.visibility < min_visibility or o.truncated:
                     continue
-                spec = specs[o.vehicle_id]
+                spec = scene.by_id[o.vehicle_id].spec
                 snap = snapshot_from_box(frame, o.box, scene.rng)
                 imgs.append(downsample(snap, size))
                 plates.append(spec.plate)
@@ -155,5 +153,3 @@ def snapshot_samples(seeds: Iterable[int], n: int, size: int = 128, every_s: flo
         raise ValueError("no snapshots: the seeds produced no visible vehicles")
     return SnapshotSet(np.stack(imgs), {h: np.array(v, np.int64) for h, v in lab.items()}, plates)
 
-
-assert tuple(all_labels()["color_base"]) == COLOR_BASES

@@ -20,7 +20,7 @@ full box (clipped to the frame) and visibility (visible pixels / pixels in the f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Literal, Optional
 
 import cv2
@@ -99,7 +99,6 @@ class _Vehicle:
     stopped_once: bool = False
     first_frame: int = -1
     last_frame: int = -1
-    extra: dict = field(default_factory=dict)
 
 
 class Camera:
@@ -143,7 +142,7 @@ class Scene:
             direction = 1 if i < (cfg.lanes + 1) // 2 else -1
             self.lanes.append(_Lane(i, z, self.cam.row_of_depth(z), self.cam.px_per_m(z), direction, half))
         self.vehicles: list[_Vehicle] = []
-        self.all_vehicles: list[_Vehicle] = []
+        self.by_id: dict[int, _Vehicle] = {}  # every vehicle ever spawned, by vehicle_id (spawn order)
         self._next_id = 1
         self.background = self._background()
         self.t = 0.0
@@ -170,7 +169,7 @@ class Scene:
                      will_stop=bool(self.rng.random() < self.cfg.stop_probability))
         self._next_id += 1
         self.vehicles.append(v)
-        self.all_vehicles.append(v)
+        self.by_id[v.vid] = v
         return v
 
     def _prefill(self) -> None:
@@ -216,7 +215,7 @@ class Scene:
                 accel = 4.0 if target > v.speed else 8.0
                 v.speed += float(np.clip(target - v.speed, -accel * dt, accel * dt))
                 v.x += v.speed * dt
-            # Leave once fully past the exit edge.
+        # Leave once fully past the exit edge.
         self.vehicles = [v for v in self.vehicles if v.x < v.lane.half_width_m + 1.0]
         self.t += dt
 
@@ -292,7 +291,6 @@ class Scene:
         img = self.background.copy()
         owner = np.zeros((H, W), np.int32)
         placed = []
-        lit = cfg.lighting != "day"
         for v in sorted(self.vehicles, key=lambda v: -v.lane.depth):  # far first: near ones occlude
             sp = v.sprite
             x0, y0 = self._place(v)
@@ -305,14 +303,13 @@ class Scene:
                 continue
             img[fy1:fy2, fx1:fx2][sub] = sp.image[fy1 - y0:fy2 - y0, fx1 - x0:fx2 - x0][sub]
             owner[fy1:fy2, fx1:fx2][sub] = v.vid
-            placed.append((v, x0, y0, sub))
+            placed.append((v, x0, y0, (fx1, fy1, fx2, fy2), sub))
         objects = []
-        for v, x0, y0, sub in placed:
+        for v, x0, y0, (fx1, fy1, fx2, fy2), sub in placed:
             ys, xs = np.nonzero(sub)
-            fx1, fy1 = max(0, x0), max(0, y0)
             box = (float(fx1 + xs.min()), float(fy1 + ys.min()), float(fx1 + xs.max() + 1), float(fy1 + ys.max() + 1))
             total = int(sub.sum())
-            visible = int((owner == v.vid).sum())
+            visible = int((owner[fy1:fy2, fx1:fx2] == v.vid).sum())  # only its own window can hold its id
             full = int((v.sprite.mask > 0).sum())
             objects.append(GtObject(v.vid, box, visible / max(1, total), total < full))
             if v.first_frame < 0:
@@ -332,7 +329,7 @@ class Scene:
             out *= gain * tint
             glow = np.zeros(img.shape[:2], np.float32)
             tails = []
-            for v, x0, y0, _sub in placed:
+            for v, x0, y0, _window, _sub in placed:
                 hx, hy = v.sprite.head_lamp
                 tx, ty = v.sprite.tail_lamp
                 r = max(2, int(0.35 * v.lane.px_per_m))
@@ -368,7 +365,7 @@ class Scene:
     def vehicle_table(self) -> dict[int, dict]:
         """Per-vehicle ground truth of every vehicle that appeared in a rendered frame."""
         out = {}
-        for v in self.all_vehicles:
+        for v in self.by_id.values():
             if v.first_frame < 0:
                 continue
             out[v.vid] = {**v.spec.ground_truth(), "lane": v.lane.index,

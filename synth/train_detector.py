@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from ..worker_config import PACKAGE_DIR, TAXONOMY
-from ..worker_utils.offline import ultralytics_offline
+from ..worker_utils.offline import ultralytics_offline_without_plot_fonts
 from .datasets import EVAL_SEEDS, TRAIN_SEEDS, write_detector_dataset
 
 BUNDLE = PACKAGE_DIR / "yolo_worker" / "bundle" / "demo"
@@ -72,12 +72,9 @@ def main(argv=None) -> int:
     data = write_data_yaml(work, train / "images", val / "images")
     print(f"datasets ready in {time.time() - t0:.0f} s", flush=True)
 
-    ultralytics_offline()
-    import ultralytics.data.utils as data_utils
+    ultralytics_offline_without_plot_fonts()
     from ultralytics import YOLO
 
-    # The dataset check fetches a font for plots; plots are off, so no font is needed.
-    data_utils.check_font = lambda *a, **k: None
     model = YOLO(args.init or args.model, task="detect")
     run = "detector" if not args.init else f"detector_from_{Path(args.init).stem}"
     model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, device="cpu", workers=2,

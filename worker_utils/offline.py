@@ -60,3 +60,16 @@ def ultralytics_offline() -> ModuleType:
             mod.attempt_download_asset = _local_or_refuse
     downloads._cvitx_guarded = True
     return ultralytics
+
+
+def ultralytics_offline_without_plot_fonts() -> ModuleType:
+    """:func:`ultralytics_offline` for training and validation with ``plots=False``.
+
+    ultralytics' dataset check still asks for a plotting font (``check_det_dataset`` ->
+    ``check_font``), which with plots off nothing draws with; there that check does nothing
+    instead of being refused.  The workers never train or validate, so they never need this."""
+    module = ultralytics_offline()
+    import ultralytics.data.utils as data_utils
+
+    data_utils.check_font = lambda *_a, **_k: None
+    return module

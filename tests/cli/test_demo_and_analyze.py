@@ -89,7 +89,6 @@ def test_analyze_unseen_video_report_matches_db_in_a_real_browser(tmp_path, clip
     from video_analysis.cli.analyze import write_job_report
     from video_analysis.cli.job import JobOptions, run_job
     from video_analysis.worker_utils.db import Database
-    from video_analysis.worker_utils.sqs_queue import SqsQueues
 
     clip = clip_factory(width=768, height=432, fps=15.0, duration_s=12.0, seed=910001, lighting="dusk")
     seen: dict = {}

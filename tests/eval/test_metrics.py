@@ -28,3 +28,15 @@ def test_snapshot_coverage():
                    "unmatched_snapshots": 1, "recall_exactly_one": 0.0}
     cov = snapshot_coverage(gt, [(3, (0, 0, 10, 10)), (3, (50, 50, 60, 60))], [1, 2])
     assert cov["exactly_one"] == 2 and cov["recall_exactly_one"] == 1.0
+
+
+@pytest.mark.parametrize("rows,box,expected", [
+    ([], (0, 0, 10, 10), None),
+    ([(1, (0, 0, 10, 10)), (2, (50, 50, 60, 60))], (0, 0, 10, 10), 1),
+    ([(1, (0, 0, 10, 10)), (2, (50, 50, 60, 60))], (51, 50, 61, 60), 2),
+    ([(1, (0, 0, 10, 10))], (5, 0, 15, 10), None),  # IoU 1/3 < 0.5
+])
+def test_best_match(rows, box, expected):
+    from video_analysis.eval.metrics import best_match
+
+    assert best_match(rows, box)[0] == expected

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import pytest
 
-from video_analysis.eval.metrics import iou_matrix, snapshot_coverage
+from video_analysis.eval.metrics import best_match, snapshot_coverage
 from video_analysis.synth.clip import GroundTruth, load_ground_truth
 from video_analysis.worker_utils.keys import parse_snapshot_uri
 from video_analysis.worker_utils.timeutil import detected_at
@@ -88,12 +88,7 @@ def run(stack, clip_factory, demo_detector) -> Run:
 
 
 def matched_vehicle(gt: GroundTruth, e: Emitted) -> tuple[int | None, float]:
-    rows = gt.per_frame(0.0).get(e.frame_index, [])
-    if not rows:
-        return None, 0.0
-    ious = iou_matrix([e.box], [b for _, b in rows])[0]
-    j = int(np.argmax(ious))
-    return (rows[j][0], float(ious[j])) if ious[j] >= 0.5 else (None, float(ious[j]))
+    return best_match(gt.per_frame(0.0).get(e.frame_index, []), e.box)
 
 
 def test_the_video_finishes_with_one_queued_row_per_message(run):
