@@ -110,7 +110,8 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self.done.set()
-        self.join(timeout=5)
+        if self.ident is not None and self is not threading.current_thread():
+            self.join(timeout=5)
 
 
 class Poller:
@@ -129,6 +130,7 @@ class Poller:
         self.notifier = Notifier(notify_socket)
         self._last_progress = time.monotonic()
         self._in_hand: list[ReceivedMessage] = []
+        self._beat: Optional[_Heartbeat] = None
         self._in_hand_lock = threading.Lock()
         self._signals = 0
         self.processed = 0
@@ -158,6 +160,11 @@ class Poller:
         with self._in_hand_lock:
             handles = [m.receipt_handle for m in self._in_hand]
             self._in_hand = []
+            beat, self._beat = self._beat, None
+        if beat is not None:
+            # Stop (and wait out) the heartbeat first: a beat landing after the release
+            # would hide the message again for a whole visibility timeout.
+            beat.stop()
         if handles:
             try:
                 self.sqs.change_visibility(self.queue, handles, 0)
@@ -219,11 +226,12 @@ class Poller:
         return 0
 
     def _serve(self, messages: list[ReceivedMessage]) -> None:
-        with self._in_hand_lock:
-            self._in_hand = list(messages)
         ctx = HandlerContext(self.settings, self.stop_event, self._mark_progress)
         beat = _Heartbeat(self.sqs, self.queue, [m.receipt_handle for m in messages], self.settings.heartbeat_s,
                           self.settings.visibility_timeout_s, self._mark_progress)
+        with self._in_hand_lock:
+            self._in_hand = list(messages)
+            self._beat = beat
         beat.start()
         t0 = time.perf_counter()
         try:
@@ -240,6 +248,7 @@ class Poller:
                 self._settle(msg, outcome, took_ms)
         with self._in_hand_lock:
             self._in_hand = []
+            self._beat = None
 
     def _settle(self, msg: ReceivedMessage, outcome: Outcome, took_ms: float) -> None:
         try:

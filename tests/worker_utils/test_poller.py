@@ -154,3 +154,37 @@ def test_backoff_table():
     from video_analysis.worker_utils.poller import backoff_s
 
     assert [backoff_s(n, 5, 120) for n in range(1, 8)] == [5, 10, 20, 40, 80, 120, 120]
+
+
+def test_release_is_not_undone_by_a_late_heartbeat(fast):
+    """A heartbeat in flight while the stop deadline releases the message must not hide it again.
+
+    In-process, with a heartbeat every 20 ms so that a beat overlaps the release on most tries;
+    before the fix this failed on a CI run with the 1 s heartbeat of the process test above.
+    """
+    import threading
+
+    from video_analysis.worker_utils.poller import Poller, one_at_a_time
+
+    s = fast.replace(heartbeat_s=0.02)
+    entered, leave = threading.Event(), threading.Event()
+
+    def handle(message, ctx):
+        entered.set()
+        leave.wait(30)  # stubborn: ignores the stop request
+
+    for attempt in range(3):
+        entered.clear(), leave.clear()
+        send(s, {"id": f"held{attempt}", "action": "stubborn"})
+        poller = Poller(s, s.video_queue, s.video_dlq, one_at_a_time(handle), install_signals=False)
+        serving = threading.Thread(target=poller.run, kwargs={"max_batches": 1}, daemon=True)
+        serving.start()
+        assert entered.wait(20)
+        time.sleep(0.2)  # several beats have happened
+        poller._release_in_hand()  # what the stop deadline does before exiting
+        time.sleep(0.3)  # a late beat, if any, lands now
+        again = SqsQueues(s).receive(s.video_queue, 1, wait_s=1, visibility_s=30)
+        assert [json.loads(m.body)["id"] for m in again] == [f"held{attempt}"]
+        SqsQueues(s).delete(s.video_queue, again[0].receipt_handle)
+        leave.set()
+        serving.join(10)
