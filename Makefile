@@ -12,7 +12,7 @@ OPENCV_HEADLESS := $(shell grep -E '^opencv-python-headless==' requirements.txt)
 help:
 	@echo "make demo   - build the environment, start the local stack and run the demo end to end"
 	@echo "make test   - build the environment and run the test suite (what CI runs)"
-	@echo "make bench  - benchmarks (print JSON figures)"
+	@echo "make bench  - benchmarks a-e, side by side (JSON); BENCH_ARGS=--quick for a short run"
 	@echo "make deps   - check/install system packages (PostgreSQL server binaries)"
 	@echo "make clean  - remove the virtualenv and local stack state"
 
@@ -58,6 +58,11 @@ test: venv deps
 
 demo: venv deps-demo
 	$(BIN)/python -m video_analysis demo
+
+# a-e of the performance issue, side by side in one run; JSON on stdout and in
+# artifacts/bench/results.json (about 20 min on 2 cores; BENCH_ARGS=--quick for a smoke run).
+bench: venv deps-demo
+	$(BIN)/python -m video_analysis.bench $(BENCH_ARGS)
 
 clean:
 	-$(BIN)/python -m video_analysis stack down 2>/dev/null

@@ -1,0 +1,83 @@
+"""``python -m video_analysis.bench`` (``make bench``): the performance figures, as JSON on stdout.
+
+    python -m video_analysis.bench                 # a-e on the default clips (about 15 min on 2 cores)
+    python -m video_analysis.bench yolo main       # a+b, c only
+    python -m video_analysis.bench --quick         # short clips: a smoke run in a few minutes
+    CVITX_DETECTOR_PATH=...  (with CVITX_ENV_OVERRIDES=1)  your own weights
+
+Groups: ``yolo`` = a (end to end vs detector-only) + b (vs naive ultralytics track loop);
+``main`` = c (main_worker batched vs one at a time); ``long`` = d (peak RSS 1-min vs 10-min
+clip) + e (first SNAPSHOT_READY as a fraction of the processing time, 10-min clip).
+Each benchmark starts its own local stack (moto_server + throwaway PostgreSQL) and stops it.
+Clips are generated once and cached under artifacts/bench/clips.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..worker_utils.offline import ultralytics_offline
+from .common import WORK, emit, log, machine
+
+TARGETS = {  # figure -> (comparison, target), from the performance issue
+    "a_end_to_end_vs_detector_only": (">=", 0.85),
+    "b_end_to_end_vs_naive": (">=", 3.0),
+    "c_batched_vs_one_at_a_time": (">=", 2.0),
+    "d_peak_rss_growth_short_to_long": ("<=", 0.10),
+    "e_first_snapshot_fraction_long": ("<=", 0.25),
+}
+
+
+def check_targets(results: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for group in results.values():
+        for key, (op, target) in TARGETS.items():
+            if isinstance(group, dict) and key in group and group[key] is not None:
+                v = group[key]
+                out[key] = {"value": v, "target": f"{op} {target}", "met": v >= target if op == ">=" else v <= target}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m video_analysis.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "all"], default=["all"],
+                    help="which benchmarks (default: all)")
+    ap.add_argument("--quick", action="store_true", help="short clips (smoke run; figures are noisier)")
+    ap.add_argument("--stride", type=int, default=3, help="frame_stride for every yolo_worker run")
+    ap.add_argument("--runtime", help="detector runtime for a/b (default: the configured one)")
+    ap.add_argument("--no-plate", action="store_true", help="c without plate OCR")
+    ap.add_argument("--out", default=str(WORK / "results.json"), help="also write the JSON here")
+    args = ap.parse_args(argv)
+    groups = {"yolo", "main", "long"} if "all" in args.groups else set(args.groups)
+    ultralytics_offline()
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    if "yolo" in groups:
+        from .yolo_throughput import bench_yolo
+
+        log("a+b: yolo_worker end to end vs detector-only vs naive track loop")
+        results["yolo"] = bench_yolo(10.0 if args.quick else 30.0, args.stride, rounds=2 if args.quick else 3,
+                                     runtime=args.runtime)
+    if "main" in groups:
+        from .main_throughput import bench_main
+
+        log("c: main_worker batched vs one at a time")
+        results["main"] = bench_main(10.0 if args.quick else 30.0, args.stride, plate=not args.no_plate)
+    if "long" in groups:
+        from .long_video import bench_long
+
+        log("d+e: peak RSS and first SNAPSHOT_READY, short vs long clip")
+        results["long"] = (bench_long(0.25, 1.0, args.stride) if args.quick else bench_long(1.0, 10.0, args.stride))
+    results["targets"] = check_targets(results)
+    emit(results)
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(results, fh, indent=1)
+    log(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The benchmark's verdicts on its own figures (pure); the benchmarks themselves are not tests."""
+import pytest
+
+from video_analysis.bench.__main__ import TARGETS, check_targets
+
+
+@pytest.mark.parametrize("key,value,met", [
+    ("a_end_to_end_vs_detector_only", 0.85, True), ("a_end_to_end_vs_detector_only", 0.84, False),
+    ("b_end_to_end_vs_naive", 3.2, True), ("b_end_to_end_vs_naive", 2.9, False),
+    ("c_batched_vs_one_at_a_time", 2.0, True), ("c_batched_vs_one_at_a_time", 1.2, False),
+    ("d_peak_rss_growth_short_to_long", -0.05, True), ("d_peak_rss_growth_short_to_long", 0.11, False),
+    ("e_first_snapshot_fraction_long", 0.25, True), ("e_first_snapshot_fraction_long", 0.3, False),
+])
+def test_target_verdicts(key, value, met):
+    out = check_targets({"group": {key: value}})
+    assert out[key]["met"] is met and out[key]["value"] == value
+
+
+def test_missing_figures_are_not_judged():
+    assert check_targets({"machine": {"cpu": "x"}, "yolo": {"a_end_to_end_vs_detector_only": None}}) == {}
+    assert len(TARGETS) == 5
