@@ -2,7 +2,7 @@
 
     python -m video_analysis.eval classifier [--bundle main.pt] [--n 2000]
     python -m video_analysis.eval detector   [--weights detector.pt] [--scenes 30]
-    python -m video_analysis.eval tracking   [--weights detector.pt] [--seed 500001] [--duration 30] [--stride 3]
+    python -m video_analysis.eval tracking   [--weights detector.pt] [--seed 500001] [--clips 1] [--duration 30] [--stride 3|auto]
     python -m video_analysis.eval plate-color [--n 100] [--bundle main.pt] [--no-plates]
     python -m video_analysis.eval all        (classifier, detector, tracking: one JSON object)
 
@@ -41,20 +41,32 @@ def _detector(args, settings: Settings) -> dict:
         return evaluate_detector(weights, EVAL_SEEDS[:args.scenes], work, imgsz=args.imgsz)
 
 
+def stride_for(fps: float, stride: str) -> int:
+    """``--stride``: a number, or ``auto`` = the README's advice (1 at 15 fps or less, else 3)."""
+    return (1 if fps <= 15.0 else 3) if stride == "auto" else int(stride)
+
+
 def _tracking(args, settings: Settings) -> dict:
     from ..synth.clip import write_clip
     from ..synth.datasets import random_config
-    from .tracking import evaluate_tracking
+    from ..yolo_worker.detector import Detector
+    from .tracking import evaluate_tracking, pooled_coverage
 
     if args.weights:
         settings = settings.replace(detector_path=str(Path(args.weights).resolve()))
-    cfg = random_config(args.seed, duration_s=args.duration, lighting="day", rain=False, noise_sigma=0.0)
-    with tempfile.TemporaryDirectory(prefix="cvitx-eval-") as work:
-        clip = write_clip(cfg, work, "clip")
-        out = evaluate_tracking(clip.video, settings, stride=args.stride)
-    out["clip"] = {"seed": args.seed, "width": cfg.width, "height": cfg.height, "fps": cfg.fps,
-                   "duration_s": cfg.duration_s}
-    return out
+    detector = Detector(settings)
+    runs = []
+    for seed in range(args.seed, args.seed + args.clips):
+        cfg = random_config(seed, duration_s=args.duration, lighting="day", rain=False, noise_sigma=0.0)
+        with tempfile.TemporaryDirectory(prefix="cvitx-eval-") as work:
+            clip = write_clip(cfg, work, "clip")
+            out = evaluate_tracking(clip.video, settings, stride=stride_for(cfg.fps, args.stride), detector=detector)
+        out["clip"] = {"seed": seed, "width": cfg.width, "height": cfg.height, "fps": cfg.fps,
+                       "duration_s": cfg.duration_s}
+        runs.append(out)
+    if len(runs) == 1:
+        return runs[0]
+    return {"clips": runs, "coverage": pooled_coverage([r["coverage"] for r in runs])}
 
 
 def _plate_color(args, settings: Settings) -> dict:
@@ -88,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (t, a):
         p.add_argument("--seed", type=int, default=500001)
         p.add_argument("--duration", type=float, default=30.0)
-        p.add_argument("--stride", type=int, default=3)
+        p.add_argument("--stride", default="3", help="frame stride, or 'auto' (1 at <= 15 fps, else 3)")
+        p.add_argument("--clips", type=int, default=1, help="clips of consecutive seeds; coverage is pooled")
     ap.add_argument("--out", help="also write the JSON here")
     return ap
 

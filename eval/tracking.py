@@ -66,3 +66,11 @@ def evaluate_tracking(video: str | Path, settings: Settings, stride: int = 3, de
             "processed_fps": round(stats.fps, 1), "tracks_dropped": stats.tracks_dropped,
             "first_emit_s": None if stats.first_emit_s is None else round(stats.first_emit_s, 2),
             "wall_s": round(stats.wall_s, 2)}
+
+
+def pooled_coverage(coverages: list[dict]) -> dict:
+    """:func:`metrics.snapshot_coverage` results of several clips added up."""
+    keys = ("vehicles", "snapshots", "exactly_one", "more_than_one", "missed", "unmatched_snapshots")
+    out = {k: sum(c[k] for c in coverages) for k in keys}
+    out["recall_exactly_one"] = round(out["exactly_one"] / out["vehicles"], 4) if out["vehicles"] else 1.0
+    return out

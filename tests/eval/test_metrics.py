@@ -40,3 +40,23 @@ def test_best_match(rows, box, expected):
     from video_analysis.eval.metrics import best_match
 
     assert best_match(rows, box)[0] == expected
+
+
+def test_pooled_coverage_adds_counts_and_recomputes_recall():
+    from video_analysis.eval.tracking import pooled_coverage
+
+    a = {"vehicles": 10, "snapshots": 9, "exactly_one": 8, "more_than_one": 1, "missed": 1, "unmatched_snapshots": 0,
+         "recall_exactly_one": 0.8}
+    b = {"vehicles": 30, "snapshots": 31, "exactly_one": 28, "more_than_one": 0, "missed": 2, "unmatched_snapshots": 3,
+         "recall_exactly_one": 0.9333}
+    out = pooled_coverage([a, b])
+    assert out["vehicles"] == 40 and out["exactly_one"] == 36 and out["unmatched_snapshots"] == 3
+    assert out["recall_exactly_one"] == 0.9  # pooled, not the mean of 0.8 and 0.9333
+
+
+@pytest.mark.parametrize("fps,arg,stride", [(12.5, "auto", 1), (15.0, "auto", 1), (25.0, "auto", 3),
+                                            (29.97, "auto", 3), (12.5, "2", 2)])
+def test_eval_stride_choice(fps, arg, stride):
+    from video_analysis.eval.__main__ import stride_for
+
+    assert stride_for(fps, arg) == stride
