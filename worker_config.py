@@ -104,6 +104,11 @@ class Settings(BaseModel):
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     detector_iou: float = Field(0.5, ge=0.0, le=1.0)
     detector_imgsz: Optional[int] = Field(None, ge=32)  # None = the size the weights were trained at (else 640)
+    # auto = .pt weights exported to ONNX Runtime on CPU (cached per weights and input size),
+    # PyTorch on CUDA; .onnx/.engine/OpenVINO paths always load as they are.
+    detector_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    detector_cache_dir: Optional[str] = None  # None = $CACHE_DIRECTORY (systemd) or ~/.cache, + /cvitx-video-analysis/detector
+    detector_threads: Optional[int] = Field(None, ge=1, le=256)  # exported runtime's threads; None = cores - 1 (max 8)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tracker: Literal["botsort", "bytetrack"] = "botsort"  # botsort uses ReID weights when present
     tracker_reid_path: str = "yolo_worker/bundle/deepsort.engine"
@@ -160,6 +165,17 @@ class Settings(BaseModel):
         """A bundle path: absolute as given, relative ones against the package directory."""
         p = Path(path).expanduser()
         return p if p.is_absolute() else PACKAGE_DIR / p
+
+    def detector_cache_path(self, environ: Optional[Mapping[str, str]] = None) -> Path:
+        """Where exported detectors are cached: ``detector_cache_dir`` when set, else
+        ``cvitx-video-analysis/detector`` under systemd's ``$CACHE_DIRECTORY`` (the units'
+        CacheDirectory=, writable under ProtectSystem=strict), ``$XDG_CACHE_HOME`` or ``~/.cache``."""
+        if self.detector_cache_dir:
+            return self.resolve_path(self.detector_cache_dir)
+        environ = os.environ if environ is None else environ
+        base = (environ.get("CACHE_DIRECTORY", "").split(":")[0] or environ.get("XDG_CACHE_HOME")
+                or str(Path(environ.get("HOME") or Path.home()) / ".cache"))
+        return Path(base).expanduser() / "cvitx-video-analysis" / "detector"
 
     def replace(self, **changes: Any) -> "Settings":
         """A validated copy with some fields changed (tests, CLI flags)."""

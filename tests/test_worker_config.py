@@ -82,3 +82,39 @@ def test_env_overrides_rebuild_the_same_settings():
     assert "CVITX_BUCKET" not in env  # defaults are not repeated
     assert build_settings(env) == s
     assert build_settings(wc.env_overrides(Settings())) == Settings()
+
+
+@pytest.mark.parametrize("key,value,field,expected", [
+    ("CVITX_DETECTOR_RUNTIME", "torch", "detector_runtime", "torch"),
+    ("CVITX_DETECTOR_RUNTIME", "onnx", "detector_runtime", "onnx"),
+    ("CVITX_DETECTOR_CACHE_DIR", "/srv/cache", "detector_cache_dir", "/srv/cache"),
+    ("CVITX_DETECTOR_CACHE_DIR", "none", "detector_cache_dir", None),
+    ("CVITX_DETECTOR_THREADS", "4", "detector_threads", 4),
+    ("CVITX_DETECTOR_THREADS", "none", "detector_threads", None),
+])
+def test_detector_runtime_overrides_parse(key, value, field, expected):
+    assert getattr(build_settings({"CVITX_ENV_OVERRIDES": "1", key: value}), field) == expected
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("CVITX_DETECTOR_RUNTIME", "tensorrt", "one of 'auto', 'torch', 'onnx'"),
+    ("CVITX_DETECTOR_THREADS", "0", "CVITX_DETECTOR_THREADS='0'"),
+])
+def test_bad_detector_runtime_settings_are_refused(key, value, needle):
+    with pytest.raises(ConfigError) as e:
+        build_settings({"CVITX_ENV_OVERRIDES": "1", key: value})
+    assert needle in str(e.value)
+
+
+def test_detector_cache_path_defaults_to_a_writable_cache_not_beside_the_weights(tmp_path):
+    s = Settings()
+    assert s.detector_runtime == "auto" and s.detector_cache_dir is None and s.detector_threads is None
+    sub = ("cvitx-video-analysis", "detector")
+    # systemd's CacheDirectory= (the units' /var/cache/cvitx-yolo-video) wins, then XDG, then ~/.cache
+    assert s.detector_cache_path({"CACHE_DIRECTORY": "/var/cache/cvitx-yolo-video", "HOME": "/h",
+                                  "XDG_CACHE_HOME": "/x"}) == wc.Path("/var/cache/cvitx-yolo-video", *sub)
+    assert s.detector_cache_path({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == wc.Path("/x", *sub)
+    assert s.detector_cache_path({"HOME": "/var/cache/cvitx-yolo-video"}) == wc.Path(
+        "/var/cache/cvitx-yolo-video/.cache", *sub)
+    assert s.replace(detector_cache_dir=str(tmp_path)).detector_cache_path({"CACHE_DIRECTORY": "/c"}) == tmp_path
+    assert s.replace(detector_cache_dir="cache/det").detector_cache_path({}) == wc.PACKAGE_DIR / "cache/det"

@@ -14,10 +14,18 @@ tracks and the vehicle gets two snapshots with different types.  On generated cl
 Class mapping, in order: ``settings.detector_class_map`` when set; 1:1 when every class name
 of the weights is a taxonomy name (the demo detector); else the COCO vehicle map
 (car, truck, bus, motorcycle) with every other class ignored.
+
+Runtime (``settings.detector_runtime``, or ``Detector(settings, runtime=...)``): ``.pt`` weights
+run in PyTorch, or exported to ONNX Runtime (``auto`` on CPU; see ``detector_runtime.py``) at the
+rectangular input size of the video's frames, exported once per weights and size, loaded lazily
+on the first frame of a new size (or ahead by :meth:`Detector.prepare`).  When the export or its
+loading fails the detector says why in one warning and stays on PyTorch.  Other weight files
+(``.onnx``, ``.engine``, OpenVINO directories) load through ultralytics as they are.
 """
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,6 +34,7 @@ import numpy as np
 from ..worker_config import COCO_TO_TAXONOMY, TAXONOMY, Settings
 from ..worker_utils.errors import PermanentError
 from ..worker_utils.offline import ultralytics_offline
+from . import detector_runtime as rt
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +74,7 @@ def resolve_device(device: str) -> str:
 class Detector:
     """One loaded detector; ``detect(frame)`` is safe to call for every processed frame."""
 
-    def __init__(self, settings: Settings, weights: str | Path | None = None):
+    def __init__(self, settings: Settings, weights: str | Path | None = None, *, runtime: str | None = None):
         ultralytics_offline()
         from ultralytics import YOLO
 
@@ -87,31 +96,83 @@ class Detector:
         self.imgsz = settings.detector_imgsz or self._trained_imgsz() or 640
         self.conf, self.iou = settings.detector_conf, settings.detector_iou
         self.half = self.device.startswith("cuda")
+        requested = runtime or settings.detector_runtime
+        if requested not in ("auto", "torch", *rt.EXPORTED):
+            raise DetectorConfigError(f"unknown detector runtime {requested!r}; use auto, torch or "
+                                      + ", ".join(rt.EXPORTED))
+        # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
+        self.runtime = rt.choose_runtime(requested, path, self.device)
+        self.cache_dir = settings.detector_cache_path()
+        self.threads = settings.detector_threads
+        self._digest: str | None = None
+        self._exported: OrderedDict[tuple[int, int], rt.OnnxModel] = OrderedDict()
         log.info("detector loaded", extra={"weights": str(path), "device": self.device, "imgsz": self.imgsz,
-                                            "classes": len(self.names)})
+                                            "classes": len(self.names), "runtime": self.runtime})
 
     def _trained_imgsz(self) -> int | None:
         args = getattr(getattr(self.model, "model", None), "args", None) or getattr(self.model, "overrides", {})
         size = args.get("imgsz") if isinstance(args, dict) else getattr(args, "imgsz", None)
         return int(size) if isinstance(size, (int, float)) else None
 
+    def prepare(self, width: int, height: int) -> None:
+        """Export / load the runtime for ``width x height`` frames now (before the video is read)
+        rather than on its first frame; does nothing for PyTorch and native weights."""
+        self._exported_model(width, height)
+
+    def _exported_model(self, width: int, height: int) -> rt.OnnxModel | None:
+        """The exported runtime for frames of this size, exported and loaded on first use; None
+        when this detector runs PyTorch (chosen, or fallen back to after a failure)."""
+        if self.runtime not in rt.EXPORTED:
+            return None
+        size = rt.input_size(width, height, self.imgsz)
+        model = self._exported.get(size)
+        if model is not None:
+            self._exported.move_to_end(size)
+            return model
+        try:
+            if self._digest is None:
+                self._digest = rt.weights_digest(self.path)
+            model = rt.load_exported(self.runtime, self.path, size, self.cache_dir, self._digest, self.threads)
+        except Exception as exc:  # noqa: BLE001 - any export/load failure: PyTorch still works
+            reason = str(exc) if isinstance(exc, rt.ExportFailed) else f"{type(exc).__name__}: {exc}"
+            log.warning(f"detector runtime {self.runtime} unavailable, running PyTorch instead: {reason}",
+                        extra={"weights": str(self.path), "input_size": f"{size[0]}x{size[1]}",
+                               "cache_dir": str(self.cache_dir)})
+            self.runtime = "torch"
+            self._exported.clear()
+            return None
+        self._exported[size] = model
+        while len(self._exported) > rt.MAX_LOADED:
+            self._exported.popitem(last=False)
+        log.info("detector runtime ready", extra={"runtime": self.runtime, "model": str(model.path),
+                                                   "input_size": f"{size[0]}x{size[1]}"})
+        return model
+
+    def _to_taxonomy(self, data: np.ndarray) -> np.ndarray:
+        data = data[:, :6].astype(np.float32)
+        if len(data):
+            cls = self.lookup[data[:, 5].astype(np.int64)]
+            data = data[cls >= 0]
+            data[:, 5] = cls[cls >= 0]
+        return data.reshape(-1, 6)
+
     def detect_batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Detections for each BGR frame (H x W x 3 uint8) of ``frames``; see the module docstring."""
         if not frames:
             return []
+        if self.runtime in rt.EXPORTED:
+            out = []
+            for frame in frames:
+                model = self._exported_model(frame.shape[1], frame.shape[0])
+                if model is None:  # fell back to PyTorch just now
+                    return self.detect_batch(frames)
+                out.append(self._to_taxonomy(model.predict(frame, self.conf, self.iou, self.classes)))
+            return out
         results = self.model.predict(frames, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device,
                                      half=self.half, agnostic_nms=True, classes=self.classes, verbose=False,
                                      save=False)
-        out = []
-        for r in results:
-            data = r.boxes.data.cpu().numpy().astype(np.float32) if r.boxes is not None else np.zeros((0, 6), np.float32)
-            data = data[:, :6]
-            if len(data):
-                cls = self.lookup[data[:, 5].astype(np.int64)]
-                data = data[cls >= 0]
-                data[:, 5] = cls[cls >= 0]
-            out.append(data.reshape(-1, 6))
-        return out
+        return [self._to_taxonomy(r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6), np.float32))
+                for r in results]
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         return self.detect_batch([frame])[0]

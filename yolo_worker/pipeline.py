@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class DetectorLike(Protocol):
+    """``detect(frame) -> D x 6``; a detector may also have ``prepare(width, height)``, called
+    with the video's frame size before the first frame (the exported runtime's input size)."""
+
     def detect(self, frame: np.ndarray) -> np.ndarray: ...
 
 
@@ -68,6 +71,9 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     ``on_tracks(frame_index, [(track_id, detection row)])``, when given, sees every processed
     frame's confirmed tracks (evaluation, annotated video).
     """
+    prepare = getattr(detector, "prepare", None)
+    if prepare is not None and info.width > 0 and info.height > 0:
+        prepare(info.width, info.height)  # export / load the runtime for this size (not timed)
     stats = PipelineStats()
     book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits)
     t0 = time.perf_counter()
