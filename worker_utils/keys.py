@@ -10,6 +10,7 @@ configured prefix and bucket, which equal the spec's by default.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,24 +20,27 @@ CAMERA_CODE_RE = r"CAM\d+"
 SNAPSHOT_NAME_RE = rf"({WORKSPACE_CODE_RE})_({CAMERA_CODE_RE})_(\d{{6,}})_(\d{{6,}})\.jpg"
 
 _UUID = re.compile(UUID_RE)
+# Look-alikes of '/', '\\' and '.' that NFKC leaves alone (NFKC already folds the fullwidth and
+# compatibility forms: U+FF0F, U+FF3C, U+FF0E, U+2024 '․', U+2025 '‥', ...).
+_CONFUSABLES = {"\u2215", "\u2044", "\u29f8", "\u29f9", "\u2216", "\u244a", "\u3002", "\uff61", "\u0338"}
 
 
 @lru_cache(maxsize=8)
 def raw_key_regex(prefix: str = "demo_user") -> re.Pattern[str]:
     """The spec's raw-key regex (KEY only), with the ids captured: groups wid, vid, name."""
-    return re.compile(rf"^{re.escape(prefix)}/({UUID_RE})/({UUID_RE})/raw/(.+\.mp4)$")
+    return re.compile(rf"^{re.escape(prefix)}/({UUID_RE})/({UUID_RE})/raw/(.+\.mp4)$", re.ASCII)
 
 
 @lru_cache(maxsize=8)
 def snapshot_key_regex(prefix: str = "demo_user") -> re.Pattern[str]:
     """Snapshot object key: groups wid, vid, workspace_code, camera_code, track, offset."""
-    return re.compile(rf"^{re.escape(prefix)}/({UUID_RE})/({UUID_RE})/snapshots/{SNAPSHOT_NAME_RE}$")
+    return re.compile(rf"^{re.escape(prefix)}/({UUID_RE})/({UUID_RE})/snapshots/{SNAPSHOT_NAME_RE}$", re.ASCII)
 
 
 @lru_cache(maxsize=8)
 def snapshot_uri_regex(bucket: str = "cvitx-uploads-dev-jdfirme", prefix: str = "demo_user") -> re.Pattern[str]:
     """The spec's snapshot-URI regex (full ``s3://`` URI), offsets ``\\d{6,}``."""
-    return re.compile(rf"^s3://{re.escape(bucket)}/{snapshot_key_regex(prefix).pattern[1:]}")
+    return re.compile(rf"^s3://{re.escape(bucket)}/{snapshot_key_regex(prefix).pattern[1:]}", re.ASCII)
 
 
 def is_uuid(value: str) -> bool:
@@ -69,7 +73,9 @@ class SnapshotRef:
 
 def unsafe_key_reason(key: str) -> str | None:
     """Why ``key`` is a path trick (``..``, ``.``, ``//``, percent-encoding, backslash, control
-    characters), or None when it is a plain key.  S3 treats keys literally, but the same key
+    characters, Unicode look-alikes of ``/``, ``\\`` and ``.`` or invisible format characters:
+    anything NFKC normalisation would change), or None when it is a plain key.  Other
+    non-ASCII file names (``Cámara 1.mp4``) stay allowed.  S3 treats keys literally, but the same key
     ends up in file names, logs and presigned URLs, where these tricks do bite."""
     if "%" in key:
         return "contains '%' (percent-encoding is not allowed in keys)"
@@ -77,6 +83,10 @@ def unsafe_key_reason(key: str) -> str | None:
         return "contains a backslash"
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         return "contains control characters"
+    if unicodedata.normalize("NFKC", key) != key or any(
+            c in _CONFUSABLES or unicodedata.category(c) in ("Cf", "Cc", "Zl", "Zp") for c in key):
+        return ("contains Unicode look-alike or invisible characters (e.g. a fullwidth or division slash, "
+                "a one-dot leader, a zero-width or bidi mark); use plain characters")
     if key.startswith("/") or "//" in key:
         return "contains an empty path segment ('//' or a leading '/')"
     if any(seg in (".", "..") for seg in key.split("/")):
@@ -108,7 +118,8 @@ def snapshot_name(workspace_code: str, camera_code: str, track_id: int, offset_m
     """``CTX1005_CAM1_000305_002272.jpg``; numbers padded to at least 6 digits."""
     if track_id < 0 or offset_ms < 0:
         raise ValueError(f"track_id and offset_ms must be >= 0, got {track_id}, {offset_ms}")
-    if not re.fullmatch(WORKSPACE_CODE_RE, workspace_code) or not re.fullmatch(CAMERA_CODE_RE, camera_code):
+    if (not re.fullmatch(WORKSPACE_CODE_RE, workspace_code, re.ASCII)
+            or not re.fullmatch(CAMERA_CODE_RE, camera_code, re.ASCII)):
         raise ValueError(f"workspace_code {workspace_code!r} / camera_code {camera_code!r} must look like CTX1005 / CAM1")
     return f"{workspace_code}_{camera_code}_{int(track_id):06d}_{int(offset_ms):06d}.jpg"
 

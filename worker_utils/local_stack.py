@@ -149,6 +149,7 @@ class PgCluster:
 
     def _ensure_db(self, name: str) -> None:
         import psycopg2
+        from psycopg2 import sql
 
         conn = psycopg2.connect(self.url_for("postgres"), connect_timeout=5)
         conn.autocommit = True
@@ -156,7 +157,7 @@ class PgCluster:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if not cur.fetchone():
-                    cur.execute(f'CREATE DATABASE "{name}"')  # name is ours, [a-z0-9_] only
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         finally:
             conn.close()
 

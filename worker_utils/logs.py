@@ -26,8 +26,16 @@ _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 # Presigned-URL query parameters and AWS secrets never reach a log line.
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # a presigned URL keeps its path (which object) and loses its whole query (who, when, signature)
+    (re.compile(r"(?i)(\bhttps?://[^\s\"'?]+)\?[^\s\"']*"
+                r"(?:X-Amz-(?:Signature|Credential|Algorithm)|AWSAccessKeyId=|Signature=)[^\s\"']*"), r"\1?[REDACTED]"),
+    # an Authorization header / botocore's signing debug lines
+    (re.compile(r"AWS4-HMAC-SHA256[ \t]+Credential=[^\"'\n]*"), "[REDACTED]"),
+    (re.compile(r"(?i)(\bSignature:(?:\s|\\n)*)[0-9a-f]{64}\b"), r"\1[REDACTED]"),
     (re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+"), r"\1[REDACTED]"),
     (re.compile(r"(?i)((?:Signature|AWSAccessKeyId|x-amz-security-token)=)[^&\s\"']+"), r"\1[REDACTED]"),
+    # a session token in a header dict (b'...'), a signing string ("token:value") or a query
+    (re.compile(r"(?i)(x-amz-security-token\\?['\"]?\s*[:=]\s*b?\\?['\"]?)[^&\s\"'\\,]+"), r"\1[REDACTED]"),
     (re.compile(r"(?i)(aws_secret_access_key|secret_access_key|aws_session_token|password)(\s*[=:]\s*)[^\s,;\"']+"),
      r"\1\2[REDACTED]"),
     (re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@"), r"\1[REDACTED]@"),

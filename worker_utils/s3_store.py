@@ -66,7 +66,8 @@ class S3Store:
                 for chunk in r["Body"].iter_chunks(CHUNK):
                     done += len(chunk)
                     if max_bytes is not None and done > max_bytes:
-                        raise BadMedia(f"{what}: object is over the {max_bytes}-byte limit")
+                        raise BadMedia(f"{what}: object is over the {max_bytes}-byte limit (max_video_bytes); "
+                                       "split or re-encode the video")
                     fh.write(chunk)
         except WorkerError:
             path.unlink(missing_ok=True)
@@ -79,22 +80,22 @@ class S3Store:
             raise translate_aws_error(OSError(f"short read: {done} of {size} bytes"), what)
         return path
 
-    def get_bytes(self, key: str, max_bytes: int) -> tuple[bytes, ObjectInfo]:
-        """The whole (small) object, refusing more than ``max_bytes``."""
+    def get_bytes(self, key: str, max_bytes: int, limit_name: str = "snapshot_max_bytes") -> tuple[bytes, ObjectInfo]:
+        """The whole (small) object, refusing more than ``max_bytes`` (the setting ``limit_name``)."""
         what = f"S3 get {self._uri(key)}"
         try:
             r = self.client.get_object(Bucket=self.bucket, Key=key)
             size = int(r.get("ContentLength") or 0)
             if size > max_bytes:
                 r["Body"].close()
-                raise BadMedia(f"{what}: object is {size} bytes, over the {max_bytes}-byte limit")
+                raise BadMedia(f"{what}: object is {size} bytes, over the {max_bytes}-byte limit ({limit_name})")
             data = r["Body"].read(max_bytes + 1)
         except WorkerError:
             raise
         except Exception as exc:
             raise translate_aws_error(exc, what) from exc
         if len(data) > max_bytes:
-            raise BadMedia(f"{what}: object is over the {max_bytes}-byte limit")
+            raise BadMedia(f"{what}: object is over the {max_bytes}-byte limit ({limit_name})")
         return data, ObjectInfo(key=key, size=len(data), content_type=r.get("ContentType"))
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:

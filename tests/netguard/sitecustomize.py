@@ -48,3 +48,9 @@ def getaddrinfo(host, *args, **kwargs):
 socket.socket.connect = connect
 socket.socket.connect_ex = connect_ex
 socket.getaddrinfo = getaddrinfo
+
+# tests/deploy/test_iam.py: record every AWS API call of this process when asked to.
+import os as _os
+
+if _os.environ.get("TESTS_AWS_CALL_LOG"):
+    import cvitx_aws_calls  # noqa: F401,E402 - installs itself (it lives beside this file)

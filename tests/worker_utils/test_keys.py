@@ -89,3 +89,87 @@ def test_builder_refuses_bad_parts():
         keys.build_snapshot_key(WID, VID, "CTX1005", "CAM1", -1, 1)
     with pytest.raises(ValueError):
         keys.build_snapshot_key("not-a-uuid", VID, "CTX1005", "CAM1", 1, 1)
+
+
+RAW_DIR = f"demo_user/{WID}/{VID}/raw/"
+SNAP_DIR = f"demo_user/{WID}/{VID}/snapshots/"
+SNAP_NAME = "CTX1005_CAM1_000305_002272.jpg"
+# Path tricks, each refused with a reason, in raw keys and in snapshot URIs alike (issue 8).
+TRICKS = [
+    ("dotdot", "../", "'..'"),
+    ("dot", "./", "'.'"),
+    ("double_slash", "/", "empty path segment"),
+    ("percent_dot", "%2e%2e/", "percent-encoding"),
+    ("percent_slash", "a%2F", "percent-encoding"),
+    ("backslash", "..\\", "backslash"),
+    ("nul", "a\x00", "control characters"),
+    ("fullwidth_slash", "..\uff0f", "look-alike"),
+    ("fullwidth_dots", "\uff0e\uff0e/", "look-alike"),
+    ("two_dot_leader", "\u2025/", "look-alike"),
+    ("one_dot_leader", "\u2024\u2024/", "look-alike"),
+    ("division_slash", "..\u2215", "look-alike"),
+    ("fraction_slash", "..\u2044", "look-alike"),
+    ("fullwidth_backslash", "..\uff3c", "look-alike"),
+    ("zero_width_space", "\u200b", "look-alike or invisible"),
+    ("bidi_override", "\u202e", "look-alike or invisible"),
+    ("nbsp", "\u00a0", "look-alike or invisible"),
+    ("combining_solidus", "a\u0338", "look-alike"),
+]
+
+
+@pytest.mark.parametrize("name,insert,needle", TRICKS, ids=[t[0] for t in TRICKS])
+def test_raw_key_path_tricks_are_refused(name, insert, needle):
+    with pytest.raises(ValueError) as e:
+        keys.parse_raw_key(RAW_DIR + insert + "clip.mp4")
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("name,insert,needle", TRICKS, ids=[t[0] for t in TRICKS])
+def test_snapshot_uri_path_tricks_are_refused(name, insert, needle):
+    with pytest.raises(ValueError) as e:
+        keys.parse_snapshot_uri(f"s3://cvitx-uploads-dev-jdfirme/{SNAP_DIR}{insert}{SNAP_NAME}")
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("key", [
+    f"demo_user/{WID.replace('a', 'а', 1)}/{VID}/raw/clip.mp4",  # Cyrillic 'а' in the workspace id
+    f"demo_user/{WID}/{VID}/raw/clip.mp\u0664",  # Arabic-Indic digit 4
+    f"demo_user/{WID}/{VID}/r\u0430w/clip.mp4",  # Cyrillic 'а' in 'raw'
+    f"dem\u043e_user/{WID}/{VID}/raw/clip.mp4",  # Cyrillic 'о' in the prefix
+    f"demo_user/{WID}/{VID}/raw/clip\u2024mp4",  # one-dot leader for the suffix dot
+])
+def test_raw_key_homoglyphs_never_parse(key):
+    with pytest.raises(ValueError):
+        keys.parse_raw_key(key)
+
+
+@pytest.mark.parametrize("name", ["CTX\u0661\u0660\u0660\u0665_CAM1_000305_002272.jpg",  # Arabic-Indic digits
+                                  "CTX1005_CAM1_\u0660\u0660\u0660305_002272.jpg",
+                                  "CTX1005_CAM\uff11_000305_002272.jpg"])  # fullwidth 1
+def test_snapshot_names_take_ascii_digits_only(name):
+    with pytest.raises(ValueError):
+        keys.parse_snapshot_uri(f"s3://cvitx-uploads-dev-jdfirme/{SNAP_DIR}{name}")
+    wcode, ccode = name.split("_")[:2]
+    if not (wcode.isascii() and ccode.isascii()):  # the builder refuses such codes too
+        with pytest.raises(ValueError):
+            keys.build_snapshot_key(WID, VID, wcode, ccode, 305, 2272)
+
+
+@pytest.mark.parametrize("filename", ["CCTV Test 1.mp4", "Cámara_1.mp4", "日本語.mp4", "sub/dir/clip.mp4",
+                                      "a.b.mp4"])
+def test_plain_keys_with_non_ascii_names_stay_allowed(filename):
+    assert keys.parse_raw_key(RAW_DIR + filename).filename == filename
+
+
+@pytest.mark.parametrize("key,needle", [
+    (f"demo_user/{WID}/{VID}/raw/clip.mp4/..", "'..'"),  # a trick after the suffix still counts
+    (f"demo_user/{WID}/{VID}/raw/", "does not match"),
+    (f"demo_user/{WID}/{VID}/raw", "does not match"),
+    (f"demo_user/{WID}/raw/clip.mp4", "does not match"),  # ids missing
+    (f"demo_user/{WID}/{VID}/{VID}/raw/clip.mp4", "does not match"),  # an extra level
+    (f"other/{WID}/{VID}/raw/clip.mp4", "does not match demo_user/"),
+])
+def test_raw_keys_outside_the_raw_folder_are_refused(key, needle):
+    with pytest.raises(ValueError) as e:
+        keys.parse_raw_key(key)
+    assert needle in str(e.value)

@@ -16,6 +16,15 @@ from video_analysis.worker_utils.timeutil import detected_at
     ("postgresql://cvitx:hunter2@db.example:5432/cvitx", "hunter2"),
     ("key AKIAIOSFODNN7EXAMPLE in use", "IOSFODNN7EXAMPLE"),
     ("password: s3cr3t", "s3cr3t"),
+    # issue 8: whole presigned queries (v4 and v2), Authorization headers, botocore signing debug lines
+    ("GET https://h/b/k.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261125T000000Z&X-Amz-Expires=60 ok",
+     "AWS4-HMAC"),
+    ("https://h/b/k.jpg?AWSAccessKeyId=testing&Signature=zZ9%2Fabc&Expires=1795587159", "zZ9"),
+    ("{'Authorization': b'AWS4-HMAC-SHA256 Credential=testing/2026/r/s3/aws4_request, SignedHeaders=host, "
+     "Signature=" + "ab" * 32 + "'}", "ab" * 32),
+    ("Signature:\n" + "cd" * 32, "cd" * 32),
+    ("{'X-Amz-Security-Token': b'FwoGZXIvYXdzEtoken'}", "FwoGZXIvYXdzEtoken"),
+    ("StringToSign:\nGET\nx-amz-security-token:FwoGZXIvYXdzEtoken\n/b/k", "FwoGZXIvYXdzEtoken"),
 ])
 def test_redaction(text, secret):
     assert secret not in redact(text) and "[REDACTED]" in redact(text)

@@ -70,3 +70,48 @@ def test_configured_bucket_is_the_one_checked():
 def test_bodies_that_are_not_objects(body, needle):
     with pytest.raises(ValidationFailed, match=needle):
         validate_video_task(body, S)
+
+
+# Issue 8: through the whole validator (schema + semantic checks), every key outside the
+# message's own demo_user/<wid>/<vid>/raw/ and every path trick is refused with a reason.
+RAW = f"demo_user/{WID}/{VID}/raw/"
+
+
+@pytest.mark.parametrize("key,needle", [
+    (f"demo_user/{OTHER}/{VID}/raw/a.mp4", "keys must stay inside"),  # another workspace
+    (f"demo_user/{WID}/{OTHER}/raw/a.mp4", "keys must stay inside"),  # another video
+    (f"demo_user/{OTHER}/{OTHER}/raw/a.mp4", "keys must stay inside"),
+    (f"demo_user/{WID}/{VID}/snapshots/a.mp4", "schema violation"),  # outside raw/
+    (f"demo_user/{WID}/{VID}/a.mp4", "schema violation"),
+    (f"other_user/{WID}/{VID}/raw/a.mp4", "does not match demo_user/"),
+    (f"s3://cvitx-uploads-dev-jdfirme/{RAW}a.mp4", "schema violation"),  # a URI, not a key
+    (f"{RAW}../../{OTHER}/{VID}/raw/a.mp4", "'..'"),
+    (f"demo_user/{WID}/{VID}/raw/./a.mp4", "'.'"),
+    (f"demo_user/{WID}/{VID}//raw/a.mp4", "schema violation"),
+    (f"{RAW}/a.mp4", "empty path segment"),
+    (f"{RAW}%2e%2e/a.mp4", "percent-encoding"),
+    (f"{RAW}..%2f..%2fa.mp4", "percent-encoding"),
+    (f"{RAW}..\\..\\a.mp4", "backslash"),
+    (f"{RAW}\uff0e\uff0e\uff0fa.mp4", "look-alike"),
+    (f"{RAW}..\u2215a.mp4", "look-alike"),
+    (f"{RAW}a\u202egpj.mp4", "invisible"),
+    (f"demo_user/{WID.replace('a', 'а', 1)}/{VID}/raw/a.mp4", "schema violation"),  # Cyrillic 'а'
+])
+def test_raw_keys_outside_their_own_folder_or_with_tricks_are_refused(key, needle):
+    with pytest.raises(ValidationFailed) as e:
+        validate_video_task({**PROCESS_VIDEO, "s3_key_raw": key}, S)
+    assert needle in e.value.reason, e.value.reason
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"snapshot_s3_key": SNAPSHOT_READY["snapshot_s3_key"].replace(VID, OTHER)}, "video_id"),
+    ({"snapshot_s3_key": SNAPSHOT_READY["snapshot_s3_key"].replace(WID, OTHER)}, "workspace_id"),
+    ({"snapshot_s3_key": SNAPSHOT_READY["snapshot_s3_key"].replace("/snapshots/", "/snapshots/../snapshots/")},
+     "schema violation"),
+    ({"snapshot_s3_key": SNAPSHOT_READY["snapshot_s3_key"].replace("/snapshots/", "/raw/")}, "schema violation"),
+    ({"snapshot_s3_key": SNAPSHOT_READY["snapshot_s3_key"].replace("CTX1005_CAM1", "CTX1005_CAM2")}, "camera_code"),
+])
+def test_snapshot_keys_must_be_the_messages_own(changes, needle):
+    with pytest.raises(ValidationFailed) as e:
+        validate_snapshot_ready({**SNAPSHOT_READY, **changes}, S)
+    assert needle in e.value.reason, e.value.reason
