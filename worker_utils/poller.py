@@ -274,8 +274,13 @@ class Poller:
                                 exc_info=not isinstance(outcome, WorkerError))
         except WorkerError as exc:
             # Could not settle (SQS unreachable): the message reappears after its visibility
-            # timeout and is handled again; every step is idempotent.
-            log.warning("could not settle message; it will be redelivered", extra={"error": exc.reason})
+            # timeout and is handled again; every step is idempotent.  Say how the handler
+            # ended too: when SQS and the handler fail together (one outage), this is the only
+            # line that reports the handler's failure.
+            handled = ("ok" if outcome is None else outcome.reason if isinstance(outcome, WorkerError)
+                       else f"{type(outcome).__name__}: {outcome}")
+            log.warning("could not settle message; it will be redelivered",
+                        extra={"error": exc.reason, "handler_outcome": handled})
 
     def _to_dlq(self, msg: ReceivedMessage, exc: BaseException, reason: str) -> None:
         code = exc.code if isinstance(exc, WorkerError) else "unexpected"

@@ -14,27 +14,12 @@ import subprocess
 import sys
 import time
 
-from helpers import worker_env
-from video_analysis.worker_utils.errors import TransientError
+from helpers import wait_for, worker_env
 from video_analysis.worker_utils.vocab import COLOR_BASES
 
 from .conftest import Publisher
 
 N = 20
-
-
-def wait_for(predicate, timeout_s: float, what: str, proc=None, log=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except TransientError:  # our own connection died with the cluster; it reconnects
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"worker exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f":\n{log.read_text()[-3000:]}" if log else ""))
 
 
 def test_postgres_restart_mid_batch(stack, mw_settings, gt_snaps, tmp_path):
@@ -49,7 +34,10 @@ def test_postgres_restart_mid_batch(stack, mw_settings, gt_snaps, tmp_path):
                                 env=worker_env(stack, s), stdout=fh, stderr=subprocess.STDOUT)
     pg = stack.pg
     try:
-        wait_for(lambda: pub.status_counts().get("done", 0) >= 1, 120, "the first done analysis", proc, log)
+        # A batch's analyses turn done together (one transaction): stop the cluster once the first
+        # batch is done and the next one has started (its rows processing, its OCR under way).
+        wait_for(lambda: (lambda c: c.get("done", 0) >= 1 and c.get("processing", 0) >= 1)(pub.status_counts()),
+                 120, "the first done analysis and the next batch started", proc, log)
         done_at_stop = pub.status_counts().get("done", 0)
         pg.stop("fast")  # kills the worker's connection too
         assert not pg.running()

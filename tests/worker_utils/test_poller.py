@@ -188,3 +188,25 @@ def test_release_is_not_undone_by_a_late_heartbeat(fast):
         SqsQueues(s).delete(s.video_queue, again[0].receipt_handle)
         leave.set()
         serving.join(10)
+
+
+def test_a_message_that_cannot_be_settled_is_logged_with_the_handler_outcome(fast, caplog):
+    """SQS unreachable when the outcome is settled (often the same outage that failed the
+    handler): the one warning says why the handler failed as well as why settling did."""
+    import logging
+
+    from video_analysis.worker_utils.errors import TransientError
+    from video_analysis.worker_utils.local_stack import free_port
+    from video_analysis.worker_utils.poller import Poller
+    from video_analysis.worker_utils.sqs_queue import ReceivedMessage
+
+    dead = fast.replace(sqs_endpoint_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    poller = Poller(dead, dead.video_queue, dead.video_dlq, lambda msgs, ctx: [None] * len(msgs),
+                    install_signals=False)
+    msg = ReceivedMessage("m-1", "handle-1", "{}", receive_count=1)
+    with caplog.at_level(logging.WARNING, logger="video_analysis.worker_utils.poller"):
+        poller._settle(msg, TransientError("S3 put s3://b/k: endpoint unreachable; will retry"), 1.0)
+        poller._settle(msg, None, 1.0)
+    recs = [r for r in caplog.records if r.getMessage() == "could not settle message; it will be redelivered"]
+    assert [r.handler_outcome for r in recs] == ["S3 put s3://b/k: endpoint unreachable; will retry", "ok"]
+    assert all("endpoint unreachable" in r.error for r in recs)
