@@ -85,10 +85,11 @@ def run_naive(settings, weights: Path, imgsz: int, path: Path, stride: int) -> d
 
 
 def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive: bool = True,
-               runtime: str | None = None, **clip_kw: Any) -> dict[str, Any]:
+               runtime: str | None = None, imgsz: int | None = None, **clip_kw: Any) -> dict[str, Any]:
+    """``imgsz`` overrides the detector's input size (None: the size the weights were trained at)."""
     path = clip(duration_s, **clip_kw)
     info = probe(path)
-    changes: dict[str, Any] = {"device": "cpu", "plate_enabled": False}
+    changes: dict[str, Any] = {"device": "cpu", "plate_enabled": False, "detector_imgsz": imgsz}
     if runtime:
         changes["detector_runtime"] = runtime
     with local_stack(**changes) as (s, _):
@@ -120,7 +121,7 @@ def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive
             "clip": {"path": path.name, "width": info.width, "height": info.height, "fps": round(info.fps, 3),
                      "frames": info.frame_count, "frame_stride": stride},
             "detector": {"weights": str(detector.path.name), "runtime": getattr(detector, "runtime", "torch"),
-                         "imgsz": detector.imgsz},
+                         "imgsz": detector.imgsz, "threads": getattr(detector, "threads", None)},
             **best,
             "a_end_to_end_vs_detector_only": ratio(best["end_to_end"]["fps"], best["detector_only"]["fps"]),
         }

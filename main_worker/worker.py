@@ -2,21 +2,27 @@
 
 A receive of up to ``main_batch_size`` messages is handled as one batch:
 
-1. each message alone: validate (schema, configured bucket, URI regex, ids), fetch the
-   snapshot (size limit, Content-Type image/jpeg, decodable JPEG, exactly 640x640), upsert its
-   ``image_analyses`` row and move it to ``processing`` (a ``done`` row is skipped);
+1. validate each message (schema, configured bucket, URI regex, ids); fetch the valid ones'
+   snapshots concurrently (size limit, Content-Type image/jpeg, decodable JPEG, exactly
+   640x640); upsert their ``image_analyses`` rows and move them to ``processing`` in one
+   transaction (a ``done`` row is skipped);
 2. all surviving snapshots through each variant's model in one forward pass;
-3. each message alone again: hierarchy decoding, colour, plate, then one transaction that
-   upserts a results row per variant and marks the analysis ``done``.
+3. the batch's plates in one batched OCR (``PlateReader.read_batch``); per message, hierarchy
+   decoding and colour; then one transaction for the whole batch that upserts a results row
+   per variant and marks each analysis ``done``.
 
-A failure in step 1 or 3 is that message's alone; a permanent one marks the analysis
-``error`` with the reason where the row exists.
+A failure is that message's alone: validation, fetch, decoding and colour failures are caught
+per message; when a batch transaction fails permanently (a row the database refuses), the
+batch is redone one message per transaction, so only the message it belongs to fails; a
+transient database failure (the database is down) is every message's and all are retried.
+A permanent failure marks the analysis ``error`` with the reason where the row exists.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
 
@@ -30,7 +36,8 @@ from ..worker_utils.keys import parse_snapshot_uri
 from ..worker_utils.logs import log_context
 from ..worker_utils.messages import SnapshotReady
 from ..worker_utils.poller import HandlerContext, Outcome
-from ..worker_utils.repository import fail_analysis, finish_analysis, start_analysis
+from ..worker_utils.repository import (fail_analysis, finish_analysis, finish_analyses, start_analyses,
+                                       start_analysis)
 from ..worker_utils.s3_store import S3Store
 from ..worker_utils.sqs_queue import ReceivedMessage
 from ..worker_utils.validation import validate_snapshot_ready
@@ -40,6 +47,7 @@ from .decoding import Decoded, Hierarchy, decode_output
 from .plate import PlateReader
 
 log = logging.getLogger(__name__)
+FETCH_THREADS = 8  # concurrent S3 gets + JPEG decodes of one receive (botocore pools 10 connections)
 
 
 class Classifier(Protocol):
@@ -81,29 +89,76 @@ class MainWorker:
         self.variants = variants if variants is not None else load_variants(settings)
         self.hierarchies = {name: hierarchy_of(b) for name, b in self.variants.items()}
         self.plates = plate_reader or (PlateReader() if settings.plate_enabled else None)
+        if self.plates is not None and hasattr(self.plates, "warm_up"):
+            self.plates.warm_up()  # at start-up, like the bundles: not on the first message
+        self._pool: Optional[ThreadPoolExecutor] = None
 
-    # --- step 1: one message -----------------------------------------------------
-    def _prepare(self, index: int, message: ReceivedMessage) -> _Item:
+    # --- step 1: each message alone, the batch's I/O together -----------------------------
+    def _prepare_all(self, messages: Sequence[ReceivedMessage], outcomes: list[Outcome]) -> list[_Item]:
+        """Validate every message, fetch the valid ones' snapshots concurrently, then start their
+        analyses in one transaction (one at a time when that fails permanently, to find the
+        message it belongs to).  Failures land in ``outcomes``; returns the messages to infer."""
+        valid: list[tuple[int, SnapshotReady]] = []
+        for i, m in enumerate(messages):
+            with log_context(message_id=m.message_id):
+                try:
+                    valid.append((i, validate_snapshot_ready(m.body, self.settings)))
+                except Exception as exc:  # noqa: BLE001 - isolated per message
+                    uri = _snapshot_uri_of(m.body) if isinstance(exc, ValidationFailed) else None
+                    if uri:
+                        self._fail(uri, f"invalid message: {exc.reason}")
+                    outcomes[i] = exc
+        images = self._fetch_all([msg.snapshot_s3_key for _, msg in valid])
+        fetched: list[tuple[int, SnapshotReady, np.ndarray]] = []
+        for (i, msg), img in zip(valid, images):
+            if isinstance(img, BaseException):
+                with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
+                    if isinstance(img, PermanentError):
+                        self._fail(msg.snapshot_s3_key, img.reason)
+                outcomes[i] = img
+            else:
+                fetched.append((i, msg, img))
+        starts = [_start_args(msg) for _, msg, _ in fetched]
         try:
-            msg = validate_snapshot_ready(message.body, self.settings)
-        except ValidationFailed as exc:
-            uri = _snapshot_uri_of(message.body)
-            if uri:
-                self._fail(uri, f"invalid message: {exc.reason}")
-            raise
-        with log_context(video_id=msg.video_id):
+            started: list[Any] = start_analyses(self.db, starts)
+        except PermanentError:
+            started = []
+            for (i, msg, _), args in zip(fetched, starts):
+                with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
+                    try:
+                        started.append(start_analysis(self.db, **args))
+                    except PermanentError as exc:
+                        self._fail(msg.snapshot_s3_key, exc.reason)
+                        started.append(exc)
+                    except Exception as exc:  # noqa: BLE001
+                        started.append(exc)
+        except Exception as exc:  # noqa: BLE001 - the database is down: every message's, retryable
+            started = [exc] * len(fetched)
+        items = []
+        for (i, msg, img), st in zip(fetched, started):
+            if isinstance(st, BaseException):
+                outcomes[i] = st
+            elif st[1] == "done":
+                with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
+                    log.info("analysis already done; redelivery changes nothing")
+            else:
+                items.append(_Item(i, messages[i], msg, st[0], img))
+        return items
+
+    def _fetch_all(self, uris: list[str]) -> list[Any]:
+        """:meth:`_fetch` of each URI (the image, or the exception it raised), run concurrently:
+        S3 gets wait on the network and JPEG decoding releases the GIL."""
+        def one(uri: str) -> Any:
             try:
-                image = self._fetch(msg.snapshot_s3_key)
-                analysis_id, before = start_analysis(
-                    self.db, video_id=msg.video_id, workspace_id=msg.workspace_id, track_id=msg.track_id,
-                    snapshot_uri=msg.snapshot_s3_key, detected_in_ms=msg.detectedIn, detected_at=msg.detectedAt,
-                    yolo_type=msg.yolo_type)
-            except PermanentError as exc:
-                self._fail(msg.snapshot_s3_key, exc.reason)
-                raise
-        if before == "done":
-            raise _AlreadyDone()
-        return _Item(index, message, msg, analysis_id, image)
+                return self._fetch(uri)
+            except Exception as exc:  # noqa: BLE001 - isolated per message
+                return exc
+
+        if len(uris) <= 1:
+            return [one(u) for u in uris]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="snapshot-fetch")
+        return list(self._pool.map(one, uris))
 
     def _fetch(self, uri: str) -> np.ndarray:
         s = self.settings
@@ -130,15 +185,7 @@ class MainWorker:
     # --- the batch -----------------------------------------------------------------
     def handle_batch(self, messages: Sequence[ReceivedMessage], ctx: HandlerContext) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(messages)
-        items: list[_Item] = []
-        for i, m in enumerate(messages):
-            with log_context(message_id=m.message_id):
-                try:
-                    items.append(self._prepare(i, m))
-                except _AlreadyDone:
-                    log.info("analysis already done; redelivery changes nothing")
-                except Exception as exc:  # noqa: BLE001 - isolated per message
-                    outcomes[i] = exc
+        items = self._prepare_all(messages, outcomes)
         if not items:
             return outcomes
         ctx.check_cancelled()
@@ -152,22 +199,53 @@ class MainWorker:
                 outcomes[it.index] = err
             return outcomes
         infer_ms = (time.perf_counter() - t0) * 1e3 / len(items)
+        plates, plate_ms = self._plates([it.image for it in items])
+        finished: list[tuple[_Item, list[dict]]] = []
         for j, it in enumerate(items):
             with log_context(message_id=it.message.message_id, video_id=it.msg.video_id):
                 try:
-                    self._finish(it, {name: {h: p[j] for h, p in pr.items()} for name, pr in probs.items()}, infer_ms)
+                    if plates is not None:
+                        plate, ms = plates[j], plate_ms
+                    else:
+                        t1 = time.perf_counter()
+                        plate = self._plate_of(it.image)
+                        ms = (time.perf_counter() - t1) * 1e3
+                    rows = self._rows(it, {name: {h: p[j] for h, p in pr.items()} for name, pr in probs.items()},
+                                      infer_ms, plate, ms)
+                    finished.append((it, rows))
                 except Exception as exc:  # noqa: BLE001
                     if isinstance(exc, PermanentError):
                         self._fail(it.msg.snapshot_s3_key, exc.reason)
                     outcomes[it.index] = exc
+        self._write(finished, outcomes)
         return outcomes
 
-    # --- step 3: one message ---------------------------------------------------------
-    def _finish(self, it: _Item, probs: dict[str, dict[str, np.ndarray]], infer_ms: float) -> None:
-        s = self.settings
+    # --- step 3: plates for the batch, rows per message, one write for the batch ------------
+    def _plates(self, images: list[np.ndarray]) -> tuple[Optional[list[tuple[Optional[str], Optional[float]]]], float]:
+        """Every image's plate (``(None, None)`` each when plates are off) from one batched OCR,
+        and its time per image.  None when the batched OCR failed (or the reader has no
+        ``read_batch``): each message then reads its own, so a failure stays that message's."""
+        if not self.plates:
+            return [(None, None)] * len(images), 0.0
+        read_batch = getattr(self.plates, "read_batch", None)  # a reader with only read() goes one by one
+        if read_batch is None:
+            return None, 0.0
         t0 = time.perf_counter()
-        plate, plate_conf = (self.plates.read(it.image) if self.plates else (None, None))
-        plate_ms = (time.perf_counter() - t0) * 1e3
+        try:
+            out = read_batch(images)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("batched plate OCR failed; reading the snapshots one by one",
+                        extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None, 0.0
+        return out, (time.perf_counter() - t0) * 1e3 / len(images)
+
+    def _plate_of(self, image: np.ndarray) -> tuple[Optional[str], Optional[float]]:
+        return self.plates.read(image) if self.plates else (None, None)
+
+    def _rows(self, it: _Item, probs: dict[str, dict[str, np.ndarray]], infer_ms: float,
+              plate_read: tuple[Optional[str], Optional[float]], plate_ms: float) -> list[dict[str, Any]]:
+        s = self.settings
+        plate, plate_conf = plate_read
         rows = []
         for name, bundle in self.variants.items():
             t1 = time.perf_counter()
@@ -180,12 +258,37 @@ class MainWorker:
             latency = infer_ms + (t3 - t1) * 1e3 + plate_ms
             rows.append(result_row(name, bundle, dec, colors, plate, plate_conf, latency, it.msg,
                                    heads=head_summary(bundle, p), timings_ms=timings, color_source=color_source))
-        if finish_analysis(self.db, it.analysis_id, rows):
-            best = rows[0]
-            log.info("analysis done", extra={"track_id": it.msg.track_id, "variants": len(rows), "type": best["type"],
-                                             "make": best["make"], "model": best["model"], "plate": plate})
-        else:
-            log.info("analysis was finished by another delivery; nothing changed")
+        return rows
+
+    def _write(self, finished: list[tuple[_Item, list[dict]]], outcomes: list[Outcome]) -> None:
+        """Every finished message's rows in one transaction; when that fails permanently, one
+        transaction per message, so the message whose rows the database refuses fails alone."""
+        if not finished:
+            return
+        try:
+            results: list[Any] = finish_analyses(self.db, [(it.analysis_id, rows) for it, rows in finished])
+        except PermanentError:
+            results = []
+            for it, rows in finished:
+                try:
+                    results.append(finish_analysis(self.db, it.analysis_id, rows))
+                except Exception as exc:  # noqa: BLE001
+                    results.append(exc)
+        except Exception as exc:  # noqa: BLE001 - the database is down: every message's, retryable
+            results = [exc] * len(finished)
+        for (it, rows), res in zip(finished, results):
+            with log_context(message_id=it.message.message_id, video_id=it.msg.video_id):
+                if isinstance(res, BaseException):
+                    if isinstance(res, PermanentError):
+                        self._fail(it.msg.snapshot_s3_key, res.reason)
+                    outcomes[it.index] = res
+                elif res:
+                    best = rows[0]
+                    log.info("analysis done", extra={"track_id": it.msg.track_id, "variants": len(rows),
+                                                     "type": best["type"], "make": best["make"],
+                                                     "model": best["model"], "plate": best["plate"]})
+                else:
+                    log.info("analysis was finished by another delivery; nothing changed")
 
     @staticmethod
     def _colors(bundle: Classifier, p: dict[str, np.ndarray], image: np.ndarray) -> tuple[list[dict], str]:
@@ -194,10 +297,6 @@ class MainWorker:
             return fbl_from_heads(p["color_base"], p.get("finish"), p.get("lightness"),
                                   bundle.labels.get("finish", [None]), bundle.labels.get("lightness", [None])), "model"
         return estimate_fbl(image), "classical"
-
-
-class _AlreadyDone(Exception):
-    pass
 
 
 HEAD_SUMMARY_K = 5
@@ -265,6 +364,13 @@ def load_variants(settings: Settings) -> dict[str, Classifier]:
                                    code="model_config")
         out[name] = load_bundle(path)
     return out
+
+
+def _start_args(msg: SnapshotReady) -> dict[str, Any]:
+    """``start_analysis``'s keyword arguments for a message."""
+    return {"video_id": msg.video_id, "workspace_id": msg.workspace_id, "track_id": msg.track_id,
+            "snapshot_uri": msg.snapshot_s3_key, "detected_in_ms": msg.detectedIn, "detected_at": msg.detectedAt,
+            "yolo_type": msg.yolo_type}
 
 
 def _snapshot_uri_of(body: str) -> Optional[str]:

@@ -1,4 +1,5 @@
-"""SQL for the three tables, in one place. Every statement is parameterised.
+"""SQL for the three tables, in one place. Every statement is parameterised; the column lists
+are composed with ``psycopg2.sql`` (tests/security/test_sql_parameterised.py checks both).
 
 Status moves never go backwards from ``done``: each UPDATE carries the allowed source
 states in its WHERE clause, so a redelivered message cannot undo finished work.
@@ -7,11 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from psycopg2 import sql
+
 from .db import Database
 from .errors import ValidationFailed
 
-VIDEO_COLUMNS = ("id, workspace_id, workspace_code, camera_code, s3_key_raw, frame_stride, "
-                 "recorded_at, status, error, created_at, updated_at")
+VIDEO_COLUMNS = ("id", "workspace_id", "workspace_code", "camera_code", "s3_key_raw", "frame_stride",
+                 "recorded_at", "status", "error", "created_at", "updated_at")
+# Column lists are composed with psycopg2.sql (quoted identifiers), never formatted into text.
+_GET_VIDEO = sql.SQL("SELECT {} FROM videos WHERE id = %s").format(sql.SQL(", ").join(map(sql.Identifier, VIDEO_COLUMNS)))
 
 
 def upsert_video_queued(db: Database, *, video_id: str, workspace_id: str, workspace_code: str, camera_code: str,
@@ -29,7 +34,7 @@ def upsert_video_queued(db: Database, *, video_id: str, workspace_id: str, works
 
 
 def get_video(db: Database, video_id: str) -> Optional[dict[str, Any]]:
-    return db.fetchone(f"SELECT {VIDEO_COLUMNS} FROM videos WHERE id = %s", (video_id,))
+    return db.fetchone(_GET_VIDEO, (video_id,))
 
 
 def set_video_status(db: Database, video_id: str, status: str, error: Optional[str] = None,
@@ -140,6 +145,20 @@ def start_analysis(db: Database, *, video_id: str, workspace_id: str, track_id: 
 RESULT_COLUMNS = ("type", "type_conf", "make", "make_conf", "model", "model_conf", "colors", "plate", "plate_conf",
                   "payload", "model_name", "model_version", "latency_ms")
 
+_RESULT_COLS = sql.SQL(", ").join(map(sql.Identifier, RESULT_COLUMNS))
+_RESULT_UPDATES = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in RESULT_COLUMNS)
+# one row (cursor.execute) ...
+_UPSERT_RESULT = sql.SQL(
+    "INSERT INTO image_analysis_results (analysis_id, variant, {cols}) VALUES (%s, %s, {values})"
+    " ON CONFLICT (analysis_id, variant) DO UPDATE SET {updates}, updated_at = now()"
+).format(cols=_RESULT_COLS, values=sql.SQL(", ").join(sql.Placeholder() * len(RESULT_COLUMNS)),
+         updates=_RESULT_UPDATES)
+# ... and many rows (psycopg2.extras.execute_values fills the one %s after VALUES)
+_UPSERT_RESULTS_MANY = sql.SQL(
+    "INSERT INTO image_analysis_results (analysis_id, variant, {cols}) VALUES %s"
+    " ON CONFLICT (analysis_id, variant) DO UPDATE SET {updates}, updated_at = now()"
+).format(cols=_RESULT_COLS, updates=_RESULT_UPDATES)
+
 
 def finish_analysis(db: Database, analysis_id: str, results: list[dict[str, Any]]) -> bool:
     """Upsert one results row per variant and mark the analysis ``done``, in one transaction.
@@ -155,16 +174,9 @@ def finish_analysis(db: Database, analysis_id: str, results: list[dict[str, Any]
         row = cur.fetchone()
         if row is None or row["status"] == "done":
             return False
-        cols = ", ".join(RESULT_COLUMNS)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in RESULT_COLUMNS)
         for r in results:
             values = [Json(r[c]) if c in ("colors", "payload") and r[c] is not None else r[c] for c in RESULT_COLUMNS]
-            cur.execute(
-                f"INSERT INTO image_analysis_results (analysis_id, variant, {cols})"
-                f" VALUES (%s, %s, {', '.join(['%s'] * len(RESULT_COLUMNS))})"
-                f" ON CONFLICT (analysis_id, variant) DO UPDATE SET {updates}, updated_at = now()",
-                (analysis_id, r["variant"], *values),
-            )
+            cur.execute(_UPSERT_RESULT, (analysis_id, r["variant"], *values))
         cur.execute("UPDATE image_analyses SET status = 'done', error = NULL, updated_at = now() WHERE id = %s",
                     (analysis_id,))
         return True
@@ -175,3 +187,109 @@ def fail_analysis(db: Database, snapshot_uri: str, reason: str) -> bool:
     n = db.execute("UPDATE image_analyses SET status = 'error', error = %s, updated_at = now()"
                    " WHERE snapshot_s3_key = %s AND status <> 'done'", (reason[:2000], snapshot_uri))
     return n > 0
+
+
+# --- a receive's worth of analyses at once (main_worker batches) ------------------------------
+#
+# The batch forms do what the per-message functions above do, for every message of a batch, in
+# one transaction and a fixed handful of statements (rather than two transactions of two or
+# three statements per message).  Any error fails the whole call and writes nothing, so the
+# caller can redo the batch one message at a time with the functions above to find out which
+# message the error belongs to (``main_worker.worker`` does, for permanent errors).
+
+START_COLUMNS = ("video_id", "workspace_id", "track_id", "snapshot_uri", "detected_in_ms", "detected_at",
+                 "yolo_type")
+
+
+def plan_starts(uris: Sequence[str], existing: dict[str, str]) -> tuple[list[Optional[str]], list[int], list[str]]:
+    """What :func:`start_analysis` called once per message, in order, would do (pure).
+
+    ``existing``: snapshot key -> status of the rows already there.  Returns the status each
+    message finds (None: no row yet), the indexes of the messages that insert a row (the first
+    of each missing key) and the keys of the existing rows that move to ``processing`` (not done).
+    A later duplicate finds the row as the earlier one left it: ``processing``, or ``done``.
+    """
+    status = dict(existing)
+    before: list[Optional[str]] = []
+    inserts: list[int] = []
+    updates: list[str] = []
+    for i, uri in enumerate(uris):
+        was = status.get(uri)
+        before.append(was)
+        if uri not in status:
+            inserts.append(i)
+        elif was != "done" and uri in existing and uri not in updates:
+            updates.append(uri)
+        if was != "done":
+            status[uri] = "processing"
+    return before, inserts, updates
+
+
+def start_analyses(db: Database, snaps: Sequence[dict[str, Any]]) -> list[tuple[str, Optional[str]]]:
+    """:func:`start_analysis` for each of ``snaps`` (its keyword arguments), in one transaction:
+    ``(analysis_id, status before)`` per item, in order.  Rows are locked in key order."""
+    from psycopg2.extras import execute_values
+
+    if not snaps:
+        return []
+    uris = [s["snapshot_uri"] for s in snaps]
+    with db.transaction("DB start analysis") as cur:
+        cur.execute("SELECT id::text AS id, snapshot_s3_key, status FROM image_analyses"
+                    " WHERE snapshot_s3_key = ANY(%s) ORDER BY snapshot_s3_key FOR UPDATE", (sorted(set(uris)),))
+        ids = {}
+        existing = {}
+        for r in cur.fetchall():
+            ids[r["snapshot_s3_key"]], existing[r["snapshot_s3_key"]] = r["id"], r["status"]
+        before, inserts, updates = plan_starts(uris, existing)
+        if inserts:
+            rows = execute_values(
+                cur,
+                "INSERT INTO image_analyses (video_id, workspace_id, track_id, snapshot_s3_key, detected_in_ms,"
+                " detected_at, yolo_type, status) VALUES %s"
+                " ON CONFLICT (snapshot_s3_key) DO UPDATE SET status = image_analyses.status"
+                " RETURNING id::text AS id, snapshot_s3_key",
+                # key order, as the locks above: two workers inserting overlapping batches wait
+                # for each other instead of deadlocking
+                sorted((tuple(snaps[i][c] for c in START_COLUMNS) + ("processing",) for i in inserts),
+                       key=lambda row: row[START_COLUMNS.index("snapshot_uri")]),
+                fetch=True)
+            ids.update({r["snapshot_s3_key"]: r["id"] for r in rows})
+        if updates:
+            cur.execute("UPDATE image_analyses SET status = 'processing', error = NULL, updated_at = now()"
+                        " WHERE snapshot_s3_key = ANY(%s)", (updates,))
+        return [(ids[u], b) for u, b in zip(uris, before)]
+
+
+def plan_finishes(analysis_ids: Sequence[str], status: dict[str, str]) -> list[bool]:
+    """Which items :func:`finish_analysis` called once per item, in order, would write (pure):
+    the first item of each analysis that exists (in ``status``) and is not done."""
+    seen: set[str] = set()
+    out = []
+    for a in analysis_ids:
+        out.append(a in status and status[a] != "done" and a not in seen)
+        seen.add(a)
+    return out
+
+
+def finish_analyses(db: Database, items: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[bool]:
+    """:func:`finish_analysis` for each ``(analysis_id, results)``, in one transaction: whether
+    each item was written (False: already done, by an earlier item or another delivery)."""
+    from psycopg2.extras import Json, execute_values
+
+    if not items:
+        return []
+    ids = [a for a, _ in items]
+    with db.transaction("DB finish analysis") as cur:
+        cur.execute("SELECT id::text AS id, status FROM image_analyses WHERE id = ANY(%s::uuid[])"
+                    " ORDER BY id FOR UPDATE", (sorted(set(ids)),))
+        written = plan_finishes(ids, {r["id"]: r["status"] for r in cur.fetchall()})
+        values = [(a, r["variant"], *[Json(r[c]) if c in ("colors", "payload") and r[c] is not None else r[c]
+                                      for c in RESULT_COLUMNS])
+                  for (a, results), w in zip(items, written) if w for r in results]
+        if values:
+            execute_values(cur, _UPSERT_RESULTS_MANY, values, page_size=max(100, len(values)))
+        done = [a for a, w in zip(ids, written) if w]
+        if done:
+            cur.execute("UPDATE image_analyses SET status = 'done', error = NULL, updated_at = now()"
+                        " WHERE id = ANY(%s::uuid[])", (done,))
+        return written

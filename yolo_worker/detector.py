@@ -169,8 +169,8 @@ class Detector:
                 out.append(self._to_taxonomy(model.predict(frame, self.conf, self.iou, self.classes)))
             return out
         results = self.model.predict(frames, imgsz=self.imgsz, conf=self.conf, iou=self.iou, device=self.device,
-                                     half=self.half, agnostic_nms=True, classes=self.classes, verbose=False,
-                                     save=False)
+                                     quantize=16 if self.half else None,  # ultralytics 8.4: `half` is deprecated
+                                     agnostic_nms=True, classes=self.classes, verbose=False, save=False)
         return [self._to_taxonomy(r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6), np.float32))
                 for r in results]
 

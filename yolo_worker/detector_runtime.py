@@ -114,7 +114,7 @@ def export_onnx(weights: str | Path, size: Sequence[int], cache_dir: str | Path,
                 warnings.simplefilter("ignore")
                 out = YOLO(str(src), task="detect").export(
                     format="onnx", imgsz=[int(size[0]), int(size[1])], device="cpu", batch=1, dynamic=False,
-                    half=False, simplify=True, nms=False, verbose=False)
+                    simplify=True, nms=False, verbose=False)  # fp32: no `quantize`
         except Exception as exc:  # noqa: BLE001 - any exporter failure is reported the same way
             raise ExportFailed(f"ONNX export of {weights.name} failed: {type(exc).__name__}: {exc}") from exc
         if not out or not Path(out).is_file():
