@@ -40,10 +40,11 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[str]]:
+    """The command line, and the set of benchmark groups it chose."""
     ap = argparse.ArgumentParser(prog="python -m video_analysis.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "all"], default=["all"],
+    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "all"], default="all",
                     help="which benchmarks (default: all)")
     ap.add_argument("--quick", action="store_true", help="short clips (smoke run; figures are noisier)")
     ap.add_argument("--stride", type=int, default=3, help="frame_stride for every yolo_worker run")
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plate", action="store_true", help="c without plate OCR")
     ap.add_argument("--out", default=str(WORK / "results.json"), help="also write the JSON here")
     args = ap.parse_args(argv)
-    groups = {"yolo", "main", "long"} if "all" in args.groups else set(args.groups)
+    chosen = [args.groups] if isinstance(args.groups, str) else args.groups  # the default is the string "all"
+    return args, ({"yolo", "main", "long"} if "all" in chosen else set(chosen))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, groups = parse_args(argv)
     ultralytics_offline()
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     if "yolo" in groups:

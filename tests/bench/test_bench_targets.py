@@ -19,3 +19,22 @@ def test_target_verdicts(key, value, met):
 def test_missing_figures_are_not_judged():
     assert check_targets({"machine": {"cpu": "x"}, "yolo": {"a_end_to_end_vs_detector_only": None}}) == {}
     assert len(TARGETS) == 5
+
+
+@pytest.mark.parametrize("argv,groups", [
+    ([], {"yolo", "main", "long"}),  # `make bench`: no group named
+    (["all"], {"yolo", "main", "long"}),
+    (["yolo", "main"], {"yolo", "main"}),
+    (["long", "--quick"], {"long"}),
+])
+def test_command_line_groups(argv, groups):
+    from video_analysis.bench.__main__ import parse_args
+
+    assert parse_args(argv)[1] == groups
+
+
+def test_unknown_group_is_refused():
+    from video_analysis.bench.__main__ import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["everything"])
