@@ -104,10 +104,13 @@ class Settings(BaseModel):
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     detector_iou: float = Field(0.5, ge=0.0, le=1.0)
     detector_imgsz: Optional[int] = Field(None, ge=32)  # None = the size the weights were trained at (else 640)
-    # auto = .pt weights exported to ONNX Runtime on CPU (cached per weights and input size),
-    # PyTorch on CUDA; .onnx/.engine/OpenVINO paths always load as they are.
-    detector_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # auto = .pt weights exported to ONNX (cached per weights and input size) and run by OpenVINO
+    # on CPU (ONNX Runtime without the openvino package), PyTorch on CUDA; .onnx/.engine/OpenVINO
+    # paths always load as they are.
+    detector_runtime: Literal["auto", "torch", "onnx", "openvino"] = "auto"
     detector_cache_dir: Optional[str] = None  # None = $CACHE_DIRECTORY (systemd) or ~/.cache, + /cvitx-video-analysis/detector
+    # frames per detector forward pass (GPU: 8-16 with fp16; CPU/ONNX Runtime gain nothing: 1)
+    detector_batch: int = Field(1, ge=1, le=64)
     detector_threads: Optional[int] = Field(None, ge=1, le=256)  # exported runtime's threads; None = cores - 1 (max 8)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tracker: Literal["botsort", "bytetrack"] = "botsort"  # botsort uses ReID weights when present

@@ -59,7 +59,8 @@ def bench_main(duration_s: float = 30.0, stride: int = 3, plate: bool = True, **
     with local_stack(device="cpu", plate_enabled=plate, receive_wait_s=1) as (s, _):
         from ..main_worker.worker import MainWorker
 
-        n = _make_snapshots(s, path, stride, videos=2)
+        # two copies of the clip's snapshots per pass: enough messages for a stable figure
+        n = 2 * _make_snapshots(s, path, stride, videos=4)
         log(f"{2 * n} snapshots queued")
         worker = MainWorker(s)
         out: dict[str, Any] = {"snapshots_per_pass": n, "plate_enabled": plate, "color_enabled": s.color_enabled,

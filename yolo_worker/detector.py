@@ -16,7 +16,8 @@ of the weights is a taxonomy name (the demo detector); else the COCO vehicle map
 (car, truck, bus, motorcycle) with every other class ignored.
 
 Runtime (``settings.detector_runtime``, or ``Detector(settings, runtime=...)``): ``.pt`` weights
-run in PyTorch, or exported to ONNX Runtime (``auto`` on CPU; see ``detector_runtime.py``) at the
+run in PyTorch, or exported to ONNX and run by OpenVINO or ONNX Runtime (``auto`` on CPU: OpenVINO;
+see ``detector_runtime.py``) at the
 rectangular input size of the video's frames, exported once per weights and size, loaded lazily
 on the first frame of a new size (or ahead by :meth:`Detector.prepare`).  When the export or its
 loading fails the detector says why in one warning and stays on PyTorch.  Other weight files
@@ -101,7 +102,7 @@ class Detector:
             raise DetectorConfigError(f"unknown detector runtime {requested!r}; use auto, torch or "
                                       + ", ".join(rt.EXPORTED))
         # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
-        self.runtime = rt.choose_runtime(requested, path, self.device)
+        self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
         self.cache_dir = settings.detector_cache_path()
         self.threads = settings.detector_threads
         self._digest: str | None = None
@@ -145,7 +146,8 @@ class Detector:
         while len(self._exported) > rt.MAX_LOADED:
             self._exported.popitem(last=False)
         log.info("detector runtime ready", extra={"runtime": self.runtime, "model": str(model.path),
-                                                   "input_size": f"{size[0]}x{size[1]}"})
+                                                   "input_size": f"{size[0]}x{size[1]}",
+                                                   "precision": getattr(model, "precision", "f32")})
         return model
 
     def _to_taxonomy(self, data: np.ndarray) -> np.ndarray:

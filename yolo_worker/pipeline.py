@@ -10,21 +10,22 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Callable, Iterable, Iterator, Optional, Protocol
 
 import numpy as np
 
 from ..worker_config import Settings
 from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
 from .selection import FinishedTrack, TrackBook, make_candidate
-from .video import FrameReader, VideoInfo
+from .video import Frame, FrameReader, VideoInfo
 
 log = logging.getLogger(__name__)
 
 
 class DetectorLike(Protocol):
     """``detect(frame) -> D x 6``; a detector may also have ``prepare(width, height)``, called
-    with the video's frame size before the first frame (the exported runtime's input size)."""
+    with the video's frame size before the first frame (the exported runtime's input size), and
+    ``detect_batch(frames) -> [D x 6]`` (used when ``settings.detector_batch`` > 1)."""
 
     def detect(self, frame: np.ndarray) -> np.ndarray: ...
 
@@ -66,7 +67,9 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
                  check_cancelled: Callable[[], None] = lambda: None,
                  on_progress: Callable[[dict], None] = lambda _p: None,
                  on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]] = None) -> PipelineStats:
-    """Process ``path``; calls ``emit`` once per kept track, in order of track end.
+    """Process ``path``; calls ``emit`` once per kept track, in order of track end, on a
+    background thread (:class:`Emitter`) so that detection never waits for it; returns once
+    every track is emitted, or raises the first exception ``emit`` raised.
 
     ``on_tracks(frame_index, [(track_id, detection row)])``, when given, sees every processed
     frame's confirmed tracks (evaluation, annotated video).
@@ -77,22 +80,43 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     stats = PipelineStats()
     book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits)
     t0 = time.perf_counter()
+    batch = max(1, settings.detector_batch)
+    reader = FrameReader(path, stride, queue_size=max(4, batch))
+
+    def _emitted(_ft: FinishedTrack) -> None:  # on the emitter thread, once emit() has returned
+        stats.tracks_emitted += 1
+        if stats.first_emit_s is None:
+            stats.first_emit_s = time.perf_counter() - t0
+            stats.first_emit_frames_grabbed = reader.frames_grabbed
+
+    emitter = Emitter(emit, _emitted)
+    try:
+        _run(reader, detector, tracker, settings, book, emitter, stats, batch, t0, check_cancelled, on_progress,
+             on_tracks, info)
+        emitter.close()  # every snapshot written and announced (or the first emit error raised)
+    except BaseException:
+        emitter.abort()
+        raise
+    stats.frames_read = reader.frames_read
+    stats.tracks_dropped = book.dropped
+    stats.wall_s = time.perf_counter() - t0
+    return stats
+
+
+def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, settings: Settings, book: TrackBook,
+         emitter: "Emitter", stats: PipelineStats, batch: int, t0: float, check_cancelled: Callable[[], None],
+         on_progress: Callable[[dict], None],
+         on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo) -> None:
+    """The frame loop of :func:`run_pipeline`: finished tracks go to ``emitter``."""
     last_report = t0
-    reader = FrameReader(path, stride)
 
     def _emit(finished: list[FinishedTrack]) -> None:
         for ft in finished:
-            emit(ft)
-            stats.tracks_emitted += 1
-            if stats.first_emit_s is None:
-                stats.first_emit_s = time.perf_counter() - t0
-                stats.first_emit_frames_grabbed = reader.frames_grabbed
+            emitter.put(ft)
 
-    for step, frame in enumerate(reader, start=1):
-        check_cancelled()
+    for step, (frame, dets) in enumerate(detected(reader, detector, batch, check_cancelled), start=1):
         img = frame.image
         h, w = img.shape[:2]
-        dets = detector.detect(img)
         tracks = tracker.update(dets, img)
         rows = track_rows(dets, tracks)
         if on_tracks is not None:
@@ -109,10 +133,90 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
             last_report = now
             on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0))
     _emit(book.flush())
-    stats.frames_read = reader.frames_read
-    stats.tracks_dropped = book.dropped
-    stats.wall_s = time.perf_counter() - t0
-    return stats
+
+
+class Emitter:
+    """Calls ``emit(track)`` for each :meth:`put` track on its own thread, in order, then
+    ``on_emitted(track)``.
+
+    Why: emitting is I/O (JPEG encode, S3 put, a DB insert, an SQS send: tens of ms per
+    snapshot against AWS) that would otherwise stall detection on the main thread.  The queue
+    is bounded (``maxsize`` finished tracks, each one crop), so memory stays flat.  The first
+    exception of ``emit`` stops the emitter: later tracks are skipped and :meth:`put` /
+    :meth:`close` raise that exception (with its type: transient or permanent) in the caller.
+    The thread runs in a copy of the caller's context, so its log lines keep the message and
+    video ids.
+    """
+
+    def __init__(self, emit: Callable[[FinishedTrack], None], on_emitted: Callable[[FinishedTrack], None],
+                 maxsize: int = 16):
+        import contextvars
+        import queue
+        import threading
+
+        self._emit, self._on_emitted = emit, on_emitted
+        self._q: "queue.Queue[Optional[FinishedTrack]]" = queue.Queue(maxsize=maxsize)
+        self._error: Optional[BaseException] = None
+        self._aborted = False
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(target=ctx.run, args=(self._loop,), name="snapshot-emitter", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            ft = self._q.get()
+            if ft is None:
+                return
+            if self._error is not None or self._aborted:
+                continue  # drain without emitting: the caller is failing or stopping
+            try:
+                self._emit(ft)
+                self._on_emitted(ft)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+
+    def put(self, ft: FinishedTrack) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put(ft)
+
+    def close(self) -> None:
+        """Wait until every track put so far is emitted; raise the first emit error, if any."""
+        self._q.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Skip the tracks not yet emitted (the one in flight finishes) and wait for the thread."""
+        self._aborted = True
+        self._q.put(None)
+        self._thread.join()
+
+
+def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
+             check_cancelled: Callable[[], None] = lambda: None) -> Iterator[tuple[Frame, np.ndarray]]:
+    """``(frame, D x 6 detections)`` for each frame, in order.
+
+    ``batch`` > 1 (and a detector with ``detect_batch``): frames are detected ``batch`` at a time,
+    one forward pass each (the GPU path: a batched fp16 pass costs little more than one frame);
+    the tracker still sees them one by one, in order.  At most ``batch`` frames are held.
+    """
+    detect_batch = getattr(detector, "detect_batch", None) if batch > 1 else None
+    if detect_batch is None:
+        for frame in frames:
+            check_cancelled()
+            yield frame, detector.detect(frame.image)
+        return
+    pending: list[Frame] = []
+    for frame in frames:
+        check_cancelled()
+        pending.append(frame)
+        if len(pending) == batch:
+            yield from zip(pending, detect_batch([f.image for f in pending]))
+            pending = []
+    if pending:
+        yield from zip(pending, detect_batch([f.image for f in pending]))
 
 
 def _progress(stats: PipelineStats, frames_read: int, info: VideoInfo, live: int, elapsed: float) -> dict:

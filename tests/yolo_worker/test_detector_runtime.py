@@ -57,17 +57,23 @@ def test_cache_key_changes_with_the_weights_bytes_and_the_size(tmp_path):
     assert rt.cache_name("detector", da, (192, 320)) == f"detector-{da}-192x320.onnx"
 
 
-@pytest.mark.parametrize("requested,weights,device,chosen", [
-    ("auto", "d.pt", "cpu", "onnx"),
-    ("auto", "d.pt", "cuda:0", "torch"),
-    ("torch", "d.pt", "cpu", "torch"),
-    ("onnx", "d.pt", "cpu", "onnx"),
-    ("auto", "d.onnx", "cpu", "native"),
-    ("onnx", "d.engine", "cuda:0", "native"),
-    ("torch", "d_openvino_model", "cpu", "native"),
+@pytest.mark.parametrize("requested,weights,device,openvino,chosen", [
+    ("auto", "d.pt", "cpu", True, "openvino"),
+    ("auto", "d.pt", "cpu", False, "onnx"),  # without the openvino package
+    ("auto", "d.pt", "cuda:0", True, "torch"),
+    ("torch", "d.pt", "cpu", True, "torch"),
+    ("onnx", "d.pt", "cpu", True, "onnx"),
+    ("openvino", "d.pt", "cpu", True, "openvino"),
+    ("auto", "d.onnx", "cpu", True, "native"),
+    ("onnx", "d.engine", "cuda:0", True, "native"),
+    ("torch", "d_openvino_model", "cpu", True, "native"),
 ])
-def test_runtime_choice(requested, weights, device, chosen):
-    assert rt.choose_runtime(requested, weights, device) == chosen
+def test_runtime_choice(requested, weights, device, openvino, chosen):
+    assert rt.choose_runtime(requested, weights, device, openvino) == chosen
+
+
+def test_openvino_is_installed_by_the_requirements():
+    assert rt.openvino_available()
 
 
 # --- the real export ---------------------------------------------------------------------------
@@ -132,12 +138,17 @@ def _map50(dets: list[np.ndarray], gts: list[list[tuple[tuple, int]]]) -> float:
     return float(out[5][:, 0].mean())
 
 
-def test_exported_runtime_matches_pytorch_on_a_generated_clip(pair, clip_frames, cache_dir):
-    torch_det, onnx_det = pair
+@pytest.mark.parametrize("runtime", rt.EXPORTED)
+def test_exported_runtime_matches_pytorch_on_a_generated_clip(runtime, pair, clip_frames, cache_dir):
+    from video_analysis.yolo_worker.detector import Detector
+
+    torch_det = pair[0]
+    onnx_det = Detector(Settings(device="cpu", detector_path=str(DETECTOR), detector_cache_dir=str(cache_dir)),
+                        runtime=runtime)
     frames, gt = clip_frames
     a = [torch_det.detect(img) for _, img in frames]
     b = [onnx_det.detect(img) for _, img in frames]
-    assert onnx_det.runtime == "onnx" and torch_det.runtime == "torch"
+    assert onnx_det.runtime == runtime and torch_det.runtime == "torch"
     assert list(onnx_det._exported) == [(192, 320)]  # the video's rectangle, not 320x320
     assert [p.name for p in cache_dir.glob("*.onnx")] == [
         f"detector-{rt.weights_digest(DETECTOR)}-192x320.onnx"]
@@ -152,7 +163,7 @@ def test_exported_runtime_matches_pytorch_on_a_generated_clip(pair, clip_frames,
             worst = min(worst, iou)
             assert x[i, 5] == y[j, 5], "same box, other class"
             assert abs(x[i, 4] - y[j, 4]) < 0.02
-    print(f"{len(frames)} frames, {total} boxes, {matched} matched, worst IoU {worst:.4f}")
+    print(f"{runtime}: {len(frames)} frames, {total} boxes, {matched} matched, worst IoU {worst:.4f}")
     assert total >= 40, "the clip should give the detector something to find"
     assert worst >= 0.9
     assert matched >= 0.98 * total and abs(total - sum(len(y) for y in b)) <= 0.02 * total
@@ -161,7 +172,7 @@ def test_exported_runtime_matches_pytorch_on_a_generated_clip(pair, clip_frames,
            for i, _ in frames]
     map_torch, map_onnx = _map50(a, gts), _map50(b, gts)
     assert map_torch > 0.3, map_torch  # a detector that finds the vehicles, so the comparison means something
-    print(f"map50 torch {map_torch:.4f} onnx {map_onnx:.4f}")
+    print(f"map50 torch {map_torch:.4f} {runtime} {map_onnx:.4f}")
     assert abs(map_torch - map_onnx) <= 0.01, (map_torch, map_onnx)
 
 
@@ -178,7 +189,7 @@ def test_the_export_is_cached_and_a_damaged_cache_file_is_replaced(pair, cache_d
         target.write_bytes(b"not an onnx model")
         damaged = Detector(s)
         damaged.prepare(640, 360)
-    assert damaged.runtime == "onnx" and target.stat().st_size > 1_000_000
+    assert damaged.runtime in rt.EXPORTED and target.stat().st_size > 1_000_000
     assert [r.getMessage() for r in caplog.records].count("detector exported") == 1
     assert not list(cache_dir.glob(".export-*"))  # no temp dirs left behind
     assert damaged.detect(frame).shape[1] == 6
@@ -193,7 +204,7 @@ def test_a_failed_export_falls_back_to_pytorch_with_one_warning(tmp_path, pair, 
     frame = np.zeros((360, 640, 3), np.uint8)
     with caplog.at_level(logging.WARNING, logger="video_analysis.yolo_worker"):
         det = Detector(s)
-        assert det.runtime == "onnx"
+        assert det.runtime == "openvino"  # auto on CPU
         out = [det.detect(frame) for _ in range(3)]
         det.prepare(1280, 720)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -224,3 +235,82 @@ def test_the_pipeline_prepares_the_detector_for_the_videos_size(clip_factory):
 
     run_pipeline(clip.video, probe(clip.video), 25, Settings(device="cpu"), Fake(), NoTracks(), emit=lambda ft: None)
     assert seen[0] == ("prepare", 640, 360) and seen[1] == ("detect", 640, 360) and len(seen) == 1 + 3
+
+
+# --- batched detection (the GPU path) ------------------------------------------------------------
+class _Counting:
+    """Detections that name their frame (row 0 = frame index), and the batch sizes seen."""
+
+    def __init__(self, batched=True):
+        self.calls = []
+        if not batched:
+            self.detect_batch = None
+
+    def detect(self, frame):
+        self.calls.append(1)
+        return np.array([[frame[0, 0, 0], 0, 1, 1, 0.9, 0]], np.float32)
+
+    def detect_batch(self, frames):
+        self.calls.append(len(frames))
+        return [np.array([[f[0, 0, 0], 0, 1, 1, 0.9, 0]], np.float32) for f in frames]
+
+
+@pytest.mark.parametrize("n,batch,batched,calls", [
+    (10, 1, True, [1] * 10),        # batch 1: one detect() per frame
+    (10, 4, True, [4, 4, 2]),       # the last, short batch is flushed at the end
+    (8, 4, True, [4, 4]),
+    (3, 8, True, [3]),              # a video shorter than one batch
+    (0, 4, True, []),
+    (5, 4, False, [1] * 5),         # a detector without detect_batch goes frame by frame
+])
+def test_detected_batches_frames_and_keeps_their_order(n, batch, batched, calls):
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    frames = [Frame(i, 40 * i, np.full((2, 2, 3), i, np.uint8)) for i in range(n)]
+    det = _Counting(batched)
+    out = list(detected(iter(frames), det, batch))
+    assert det.calls == calls
+    assert [f.index for f, _ in out] == list(range(n))
+    assert all(int(d[0, 0]) == f.index for f, d in out)  # each frame gets its own detections
+
+
+def test_detected_checks_for_cancellation_on_every_frame():
+    from video_analysis.worker_utils.errors import Cancelled
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    seen = []
+
+    def check():
+        seen.append(1)
+        if len(seen) == 3:
+            raise Cancelled("stopping")
+
+    frames = [Frame(i, 0, np.zeros((2, 2, 3), np.uint8)) for i in range(10)]
+    with pytest.raises(Cancelled):
+        list(detected(iter(frames), _Counting(), 4, check))
+    assert len(seen) == 3
+
+
+def test_batched_pytorch_detection_gives_the_same_tracks(clip_factory):
+    """``detector_batch`` 4 (one forward pass per 4 frames, as on a GPU) against 1, PyTorch
+    runtime, real tracker: the same tracks, best frames and boxes."""
+    from video_analysis.yolo_worker.detector import Detector
+    from video_analysis.yolo_worker.pipeline import run_pipeline
+    from video_analysis.yolo_worker.tracking import Tracker
+    from video_analysis.yolo_worker.video import probe
+
+    clip = clip_factory(**CLIP)
+    info = probe(clip.video)
+    runs = {}
+    for batch in (1, 4):
+        s = Settings(device="cpu", detector_path=str(DETECTOR), detector_runtime="torch", detector_batch=batch)
+        out = []
+        stats = run_pipeline(clip.video, info, 1, s, Detector(s), Tracker(s, (info.height, info.width)), out.append)
+        runs[batch] = ([(t.track_id, t.best.frame_index, t.yolo_type) for t in out],
+                       np.array([t.best.box for t in out], np.float64).reshape(-1, 4), stats.frames_processed)
+    (ids1, boxes1, n1), (ids4, boxes4, n4) = runs[1], runs[4]
+    assert n1 == n4 == info.frame_count and len(ids1) >= 3
+    assert ids4 == ids1
+    assert np.abs(boxes4 - boxes1).max() < 0.5  # pixels: float noise of a batched pass at most
