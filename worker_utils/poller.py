@@ -3,7 +3,8 @@
 Per receive (up to ``batch_size`` messages):
 
 * a heartbeat thread extends the in-hand messages' visibility every ``heartbeat_s``;
-* the handler returns one outcome per message: ``None`` = success -> delete;
+* the handler returns one outcome per message: ``None`` = success -> delete (the successes
+  of a batch in one DeleteMessageBatch call);
 * :class:`PermanentError` -> copy to the DLQ with the reason as message attributes, then
   delete (at once: a permanent fault does not burn five receives);
 * :class:`TransientError` or any other exception -> visibility set to a backoff so the
@@ -243,12 +244,33 @@ class Poller:
         finally:
             beat.stop()
         took_ms = round((time.perf_counter() - t0) * 1e3, 1)
+        done = [m for m, o in zip(messages, outcomes) if o is None]
+        if len(done) > 1:  # one DeleteMessageBatch for the batch's successes, not a call each
+            self._delete_done(done, took_ms)
         for msg, outcome in zip(messages, outcomes):
+            if outcome is None and len(done) > 1:
+                continue
             with log_context(message_id=msg.message_id):
                 self._settle(msg, outcome, took_ms)
         with self._in_hand_lock:
             self._in_hand = []
             self._beat = None
+
+    def _delete_done(self, done: list[ReceivedMessage], took_ms: float) -> None:
+        """Delete the messages handled successfully, batched; what cannot be deleted is
+        redelivered later and changes nothing (every step is idempotent)."""
+        try:
+            failed = self.sqs.delete_many(self.queue, [m.receipt_handle for m in done])
+        except WorkerError as exc:
+            failed = {i: exc.reason for i in range(len(done))}
+        for i, msg in enumerate(done):
+            with log_context(message_id=msg.message_id):
+                if i in failed:
+                    log.warning("could not settle message; it will be redelivered",
+                                extra={"error": failed[i], "handler_outcome": "ok"})
+                else:
+                    self.processed += 1
+                    log.info("message done", extra={"duration_ms": took_ms, "receive_count": msg.receive_count})
 
     def _settle(self, msg: ReceivedMessage, outcome: Outcome, took_ms: float) -> None:
         try:

@@ -76,6 +76,21 @@ class SqsQueues:
         except Exception as exc:
             raise translate_aws_error(exc, f"SQS delete on {queue}") from exc
 
+    def delete_many(self, queue: str, receipt_handles: list[str]) -> dict[int, str]:
+        """Delete messages 10 per DeleteMessageBatch call (IAM: ``sqs:DeleteMessage``).
+
+        Returns ``{index in receipt_handles: SQS error code}`` for the entries SQS refused (they
+        reappear after their visibility timeout); raises when a call fails as a whole."""
+        failed: dict[int, str] = {}
+        for i in range(0, len(receipt_handles), 10):
+            entries = [{"Id": str(i + j), "ReceiptHandle": h} for j, h in enumerate(receipt_handles[i:i + 10])]
+            try:
+                r = self.client.delete_message_batch(QueueUrl=self.url(queue), Entries=entries)
+            except Exception as exc:
+                raise translate_aws_error(exc, f"SQS delete on {queue}") from exc
+            failed.update({int(f["Id"]): str(f.get("Code", "unknown")) for f in r.get("Failed", [])})
+        return failed
+
     def change_visibility(self, queue: str, receipt_handles: list[str], timeout_s: int) -> None:
         """Set the visibility of in-hand messages (heartbeat: extend; release: 0)."""
         for i in range(0, len(receipt_handles), 10):

@@ -59,6 +59,21 @@ def test_missing_queue_says_run_setup(settings):
         SqsQueues(settings).url("no-such-queue")
 
 
+def test_delete_many_deletes_in_batches_of_ten_and_reports_refused_entries(provisioned):
+    sqs, q = SqsQueues(provisioned), provisioned.video_dlq  # an empty queue of this test's own stack
+    for i in range(13):
+        sqs.send_raw(q, f"m{i}")
+    got = []
+    while len(got) < 13:
+        batch = sqs.receive(q, 10, wait_s=1, visibility_s=60)
+        assert batch, f"only {len(got)} of 13 messages came back"
+        got += batch
+    handles = [m.receipt_handle for m in got]
+    assert sqs.delete_many(q, handles[:5] + ["not-a-receipt-handle"] + handles[5:]) == {5: "ReceiptHandleIsInvalid"}
+    assert sqs.receive(q, 10, wait_s=0, visibility_s=0) == []  # all 13 gone, over two calls
+    assert sqs.delete_many(q, []) == {}
+
+
 def test_send_json_validates_before_sending(provisioned):
     sqs = SqsQueues(provisioned)
     with pytest.raises(ValidationFailed, match="snapshot_ready"):

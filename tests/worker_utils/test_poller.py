@@ -210,3 +210,33 @@ def test_a_message_that_cannot_be_settled_is_logged_with_the_handler_outcome(fas
     recs = [r for r in caplog.records if r.getMessage() == "could not settle message; it will be redelivered"]
     assert [r.handler_outcome for r in recs] == ["S3 put s3://b/k: endpoint unreachable; will retry", "ok"]
     assert all("endpoint unreachable" in r.error for r in recs)
+
+
+def test_a_batchs_successes_are_deleted_together_and_its_failure_dead_lettered(fast, caplog):
+    """One receive of three: two successes (deleted by one DeleteMessageBatch call) and a
+    permanent failure (to the DLQ)."""
+    import logging
+
+    from video_analysis.worker_utils.errors import PermanentError
+    from video_analysis.worker_utils.poller import Poller
+
+    for i in ("a", "b", "bad"):
+        send(fast, {"id": i})
+    q = SqsQueues(fast)
+    batch_deletes = []
+    real_delete_many = q.delete_many
+    q.delete_many = lambda queue, handles: batch_deletes.append(len(handles)) or real_delete_many(queue, handles)
+    seen = []
+
+    def handler(msgs, ctx):
+        seen.append(len(msgs))
+        return [PermanentError("bad one") if json.loads(m.body)["id"] == "bad" else None for m in msgs]
+
+    poller = Poller(fast, fast.video_queue, fast.video_dlq, handler, batch_size=10, sqs=q, install_signals=False)
+    with caplog.at_level(logging.INFO, logger="video_analysis.worker_utils.poller"):
+        poller.run(max_batches=1)
+    assert seen == [3]  # moto hands out every visible message of the receive
+    assert batch_deletes == [2] and poller.processed == 2
+    assert [r.getMessage() for r in caplog.records].count("message done") == 2
+    assert drain(fast, fast.video_queue) == []
+    assert [json.loads(m.body)["id"] for m in drain(fast, fast.video_dlq, wait_s=2)] == ["bad"]
