@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc = sub.add_parser("plate-color", help="plate OCR exact match and base-colour top-1 on unseen snapshots")
     pc.add_argument("--bundle", help="main-model bundle whose colour head is scored too")
     pc.add_argument("--n", type=int, default=100)
-    pc.add_argument("--no-plates", action="store_true", help="colour only (OCR takes ~0.4 s a snapshot)")
+    pc.add_argument("--no-plates", action="store_true", help="colour only (OCR takes ~0.1 s a snapshot)")
     a = sub.add_parser("all", help="classifier, detector and tracking")
     for p in (c, a):
         p.add_argument("--bundle", help="main-model bundle (default: the configured main_model_path)")
