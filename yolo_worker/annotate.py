@@ -11,6 +11,7 @@ import numpy as np
 from ..worker_config import TAXONOMY, Settings
 from .detector import Detector
 from .pipeline import track_rows
+from .track_ids import TrackIds
 from .tracking import Tracker
 from .video import FrameReader, probe
 
@@ -24,13 +25,14 @@ def annotate_video(video: Path, out: Path, settings: Settings, stride: int, pick
     """Write ``out`` (MP4) with one annotated frame per processed frame; ``picks`` = track -> offset ms."""
     info = probe(video)
     detector, tracker = Detector(settings), Tracker(settings, (info.height, info.width))
+    ids = TrackIds(settings.track_max_age)
     fps = max(1.0, (info.fps or 25.0) / stride)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (info.width, info.height))
     try:
-        for frame in FrameReader(video, stride):
+        for step, frame in enumerate(FrameReader(video, stride), start=1):
             img = frame.image.copy()
             dets = detector.detect(frame.image)
-            for track_id, det in track_rows(dets, tracker.update(dets, frame.image)):
+            for track_id, det in ids.relabel(step, track_rows(dets, tracker.update(dets, frame.image))):
                 x1, y1, x2, y2 = (int(v) for v in det[:4])
                 picked = picks.get(track_id) == frame.ts_ms
                 colour = (0, 0, 255) if picked else _colour(track_id)

@@ -17,6 +17,7 @@ import numpy as np
 from ..worker_config import Settings
 from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
 from .selection import FinishedTrack, TrackBook, make_candidate
+from .track_ids import TrackIds
 from .video import Frame, FrameReader, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
          on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo) -> None:
     """The frame loop of :func:`run_pipeline`: finished tracks go to ``emitter``."""
     last_report = t0
+    ids = TrackIds(settings.track_max_age)  # the worker's own ids: dense, split at hand-overs
 
     def _emit(finished: list[FinishedTrack]) -> None:
         for ft in finished:
@@ -118,7 +120,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
         img = frame.image
         h, w = img.shape[:2]
         tracks = tracker.update(dets, img)
-        rows = track_rows(dets, tracks)
+        rows = ids.relabel(step, track_rows(dets, tracks))
         if on_tracks is not None:
             on_tracks(frame.index, rows)
         for track_id, det in rows:
