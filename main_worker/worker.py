@@ -118,25 +118,15 @@ class MainWorker:
                 outcomes[i] = img
             else:
                 fetched.append((i, msg, img))
-        starts = [_start_args(msg) for _, msg, _ in fetched]
-        try:
-            started: list[Any] = start_analyses(self.db, starts)
-        except PermanentError:
-            started = []
-            for (i, msg, _), args in zip(fetched, starts):
-                with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
-                    try:
-                        started.append(start_analysis(self.db, **args))
-                    except PermanentError as exc:
-                        self._fail(msg.snapshot_s3_key, exc.reason)
-                        started.append(exc)
-                    except Exception as exc:  # noqa: BLE001
-                        started.append(exc)
-        except Exception as exc:  # noqa: BLE001 - the database is down: every message's, retryable
-            started = [exc] * len(fetched)
+        started = _batch_or_each(lambda snaps: start_analyses(self.db, snaps),
+                                 lambda args: start_analysis(self.db, **args),
+                                 [_start_args(msg) for _, msg, _ in fetched])
         items = []
         for (i, msg, img), st in zip(fetched, started):
             if isinstance(st, BaseException):
+                if isinstance(st, PermanentError):
+                    with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
+                        self._fail(msg.snapshot_s3_key, st.reason)
                 outcomes[i] = st
             elif st[1] == "done":
                 with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
@@ -263,19 +253,9 @@ class MainWorker:
     def _write(self, finished: list[tuple[_Item, list[dict]]], outcomes: list[Outcome]) -> None:
         """Every finished message's rows in one transaction; when that fails permanently, one
         transaction per message, so the message whose rows the database refuses fails alone."""
-        if not finished:
-            return
-        try:
-            results: list[Any] = finish_analyses(self.db, [(it.analysis_id, rows) for it, rows in finished])
-        except PermanentError:
-            results = []
-            for it, rows in finished:
-                try:
-                    results.append(finish_analysis(self.db, it.analysis_id, rows))
-                except Exception as exc:  # noqa: BLE001
-                    results.append(exc)
-        except Exception as exc:  # noqa: BLE001 - the database is down: every message's, retryable
-            results = [exc] * len(finished)
+        results = _batch_or_each(lambda items: finish_analyses(self.db, items),
+                                 lambda item: finish_analysis(self.db, *item),
+                                 [(it.analysis_id, rows) for it, rows in finished])
         for (it, rows), res in zip(finished, results):
             with log_context(message_id=it.message.message_id, video_id=it.msg.video_id):
                 if isinstance(res, BaseException):
@@ -364,6 +344,27 @@ def load_variants(settings: Settings) -> dict[str, Classifier]:
                                    code="model_config")
         out[name] = load_bundle(path)
     return out
+
+
+def _batch_or_each(batch: Any, each: Any, items: list) -> list[Any]:
+    """``batch(items)`` (one result per item, one transaction); when the database refuses that
+    transaction (permanent), ``each(item)`` per item, so the failure stays with the item it
+    belongs to.  Returns each item's result or exception; a transient failure of the batch (the
+    database is down) is every item's, and retryable."""
+    if not items:
+        return []
+    try:
+        return list(batch(items))
+    except PermanentError:
+        out: list[Any] = []
+        for item in items:
+            try:
+                out.append(each(item))
+            except Exception as exc:  # noqa: BLE001 - that item's outcome
+                out.append(exc)
+        return out
+    except Exception as exc:  # noqa: BLE001 - every item's, retryable
+        return [exc] * len(items)
 
 
 def _start_args(msg: SnapshotReady) -> dict[str, Any]:

@@ -160,6 +160,13 @@ _UPSERT_RESULTS_MANY = sql.SQL(
 ).format(cols=_RESULT_COLS, updates=_RESULT_UPDATES)
 
 
+def _result_values(r: dict[str, Any]) -> list[Any]:
+    """A results row's :data:`RESULT_COLUMNS` values, the JSON columns wrapped for psycopg2."""
+    from psycopg2.extras import Json
+
+    return [Json(r[c]) if c in ("colors", "payload") and r[c] is not None else r[c] for c in RESULT_COLUMNS]
+
+
 def finish_analysis(db: Database, analysis_id: str, results: list[dict[str, Any]]) -> bool:
     """Upsert one results row per variant and mark the analysis ``done``, in one transaction.
 
@@ -167,16 +174,13 @@ def finish_analysis(db: Database, analysis_id: str, results: list[dict[str, Any]
     as Python objects).  Returns False (and writes nothing) when the analysis is already done:
     a duplicate delivery finishing second changes no finished value.
     """
-    from psycopg2.extras import Json
-
     with db.transaction("DB finish analysis") as cur:
         cur.execute("SELECT status FROM image_analyses WHERE id = %s FOR UPDATE", (analysis_id,))
         row = cur.fetchone()
         if row is None or row["status"] == "done":
             return False
         for r in results:
-            values = [Json(r[c]) if c in ("colors", "payload") and r[c] is not None else r[c] for c in RESULT_COLUMNS]
-            cur.execute(_UPSERT_RESULT, (analysis_id, r["variant"], *values))
+            cur.execute(_UPSERT_RESULT, (analysis_id, r["variant"], *_result_values(r)))
         cur.execute("UPDATE image_analyses SET status = 'done', error = NULL, updated_at = now() WHERE id = %s",
                     (analysis_id,))
         return True
@@ -274,7 +278,7 @@ def plan_finishes(analysis_ids: Sequence[str], status: dict[str, str]) -> list[b
 def finish_analyses(db: Database, items: Sequence[tuple[str, list[dict[str, Any]]]]) -> list[bool]:
     """:func:`finish_analysis` for each ``(analysis_id, results)``, in one transaction: whether
     each item was written (False: already done, by an earlier item or another delivery)."""
-    from psycopg2.extras import Json, execute_values
+    from psycopg2.extras import execute_values
 
     if not items:
         return []
@@ -283,9 +287,7 @@ def finish_analyses(db: Database, items: Sequence[tuple[str, list[dict[str, Any]
         cur.execute("SELECT id::text AS id, status FROM image_analyses WHERE id = ANY(%s::uuid[])"
                     " ORDER BY id FOR UPDATE", (sorted(set(ids)),))
         written = plan_finishes(ids, {r["id"]: r["status"] for r in cur.fetchall()})
-        values = [(a, r["variant"], *[Json(r[c]) if c in ("colors", "payload") and r[c] is not None else r[c]
-                                      for c in RESULT_COLUMNS])
-                  for (a, results), w in zip(items, written) if w for r in results]
+        values = [(a, r["variant"], *_result_values(r)) for (a, results), w in zip(items, written) if w for r in results]
         if values:
             execute_values(cur, _UPSERT_RESULTS_MANY, values, page_size=max(100, len(values)))
         done = [a for a, w in zip(ids, written) if w]

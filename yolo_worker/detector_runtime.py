@@ -141,8 +141,6 @@ class OnnxModel:
     own class ids (the caller maps them onto the taxonomy)."""
 
     def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None):
-        import onnxruntime as ort
-
         import torch
 
         self.path, self.size = Path(path), (int(size[0]), int(size[1]))
@@ -150,6 +148,19 @@ class OnnxModel:
         # NMS stays in torch: give it the same thread count, as ultralytics does for a .pt on CPU
         # (torch's default, all cores, fights the session and the decoder: 8x slower NMS here).
         torch.set_num_threads(threads)
+        shape = self._load(threads)
+        if list(shape) != [1, 3, *self.size]:
+            raise ExportFailed(f"{self.path.name} takes input {list(shape)}, expected [1, 3, {self.size[0]}, "
+                               f"{self.size[1]}]")
+        ultralytics_offline()
+        from ultralytics.data.augment import LetterBox
+
+        self.letterbox = LetterBox(self.size, auto=False, stride=STRIDE)
+
+    def _load(self, threads: int) -> list:
+        """Load the network from ``self.path``; returns its input shape."""
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -160,17 +171,8 @@ class OnnxModel:
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
             raise ExportFailed(f"ONNX Runtime cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
         inp = self.session.get_inputs()[0]
-        if list(inp.shape) != [1, 3, *self.size]:
-            raise ExportFailed(f"{self.path.name} takes input {inp.shape}, expected [1, 3, {self.size[0]}, "
-                               f"{self.size[1]}]")
         self.input_name = inp.name
-        self._letterbox()
-
-    def _letterbox(self) -> None:
-        ultralytics_offline()
-        from ultralytics.data.augment import LetterBox
-
-        self.letterbox = LetterBox(self.size, auto=False, stride=STRIDE)
+        return list(inp.shape)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         """The network: ``1 x 3 x h x w`` float32 RGB in [0, 1] -> ultralytics' raw head output."""
@@ -201,27 +203,18 @@ class OpenVinoModel(OnnxModel):
     machine's Xeon), float32 elsewhere.  ``precision`` records which; the parity test holds
     either way."""
 
-    def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None):
-        import torch
-
-        self.path, self.size = Path(path), (int(size[0]), int(size[1]))
-        threads = threads or default_threads()
-        torch.set_num_threads(threads)  # NMS in torch, as for ONNX Runtime
+    def _load(self, threads: int) -> list:
         try:
             import openvino as ov
 
             core = ov.Core()
-            model = core.read_model(str(self.path))
-            self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                              "PERFORMANCE_HINT": "LATENCY"})
+            compiled = core.compile_model(core.read_model(str(self.path)), "CPU",
+                                          {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file
             raise ExportFailed(f"OpenVINO cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
-        shape = list(self.compiled.inputs[0].get_partial_shape().to_shape())
-        if shape != [1, 3, *self.size]:
-            raise ExportFailed(f"{self.path.name} takes input {shape}, expected [1, 3, {self.size[0]}, {self.size[1]}]")
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.request = self.compiled.create_infer_request()
-        self._letterbox()
+        self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.request = compiled.create_infer_request()
+        return list(compiled.inputs[0].get_partial_shape().to_shape())
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         return self.request.infer({0: x})[0]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def predicted_box(history: list[tuple[int, np.ndarray]], step: int) -> np.ndarray:
+def predicted_box(history: Sequence[tuple[int, np.ndarray]], step: int) -> np.ndarray:
     """Where a track's last box moves by ``step`` at its recent velocity (box corners per
     processed frame, from the oldest to the newest of ``history`` = ``[(step, box)]``)."""
     s_last, last = history[-1]
@@ -64,7 +65,7 @@ def predicted_box(history: list[tuple[int, np.ndarray]], step: int) -> np.ndarra
     return last + velocity * (step - s_last)
 
 
-def is_handover(history: list[tuple[int, np.ndarray]], step: int, box: np.ndarray,
+def is_handover(history: Sequence[tuple[int, np.ndarray]], step: int, box: np.ndarray,
                 min_iou: float = MIN_MOTION_IOU, max_height_ratio: float = MAX_HEIGHT_RATIO) -> bool:
     """True when ``box`` at ``step`` breaks with the track's motion and shape (see the module
     docstring); ``history`` holds the track's last boxes, oldest first."""
@@ -82,8 +83,7 @@ def is_handover(history: list[tuple[int, np.ndarray]], step: int, box: np.ndarra
 @dataclass
 class _Track:
     out_id: int
-    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))
-    last_step: int = 0
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # (step, box), never empty once seen
 
 
 class TrackIds:
@@ -109,14 +109,13 @@ class TrackIds:
             t = self._tracks.get(tracker_id)
             if t is None:
                 t = self._tracks[tracker_id] = _Track(self._new_id())
-            elif is_handover(list(t.history), step, box, self.min_iou, self.max_height_ratio):
+            elif is_handover(t.history, step, box, self.min_iou, self.max_height_ratio):
                 t.out_id = self._new_id()
                 t.history.clear()
                 self.handovers += 1
             t.history.append((step, box))
-            t.last_step = step
             out.append((t.out_id, det))
         # forget tracker ids the tracker has dropped too (lost longer than its max age)
-        for tracker_id in [k for k, t in self._tracks.items() if step - t.last_step > self.max_age + 1]:
+        for tracker_id in [k for k, t in self._tracks.items() if step - t.history[-1][0] > self.max_age + 1]:
             del self._tracks[tracker_id]
         return out
