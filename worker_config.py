@@ -101,7 +101,11 @@ class Settings(BaseModel):
     default_frame_stride: int = Field(3, ge=1)
     detector_path: str = "yolo_worker/bundle/demo/detector.pt"
     detector_class_map: Optional[dict[str, str]] = None  # None = taxonomy names 1:1, else COCO map
-    detector_conf: float = Field(0.25, ge=0.0, le=1.0)
+    detector_conf: float = Field(0.25, ge=0.0, le=1.0)  # a detection at least this sure can start a track
+    # Detections from track_low_conf up to detector_conf only extend tracks already running
+    # (ByteTrack's second association): a vehicle half hidden by a bus keeps its track instead of
+    # being lost and counted twice.  Set it >= detector_conf to turn the second association off.
+    track_low_conf: float = Field(0.1, ge=0.0, le=1.0)
     detector_iou: float = Field(0.5, ge=0.0, le=1.0)
     detector_imgsz: Optional[int] = Field(None, ge=32)  # None = the size the weights were trained at (else 640)
     # auto = .pt weights exported to ONNX (cached per weights and input size) and run by OpenVINO
@@ -128,6 +132,8 @@ class Settings(BaseModel):
     main_mode: Literal["single", "compare"] = "single"
     color_enabled: bool = True
     plate_enabled: bool = True
+    # auto = RapidOCR's ONNX models compiled by OpenVINO when installed (bf16 where the CPU has it), else ONNX Runtime
+    plate_runtime: Literal["auto", "openvino", "onnxruntime"] = "auto"
     main_batch_size: int = Field(10, ge=1, le=10)  # SQS returns at most 10 per receive
     topk: int = Field(3, ge=1, le=10)
 

@@ -88,7 +88,7 @@ class MainWorker:
         self.db = db or Database(settings)
         self.variants = variants if variants is not None else load_variants(settings)
         self.hierarchies = {name: hierarchy_of(b) for name, b in self.variants.items()}
-        self.plates = plate_reader or (PlateReader() if settings.plate_enabled else None)
+        self.plates = plate_reader or (PlateReader(runtime=settings.plate_runtime) if settings.plate_enabled else None)
         if self.plates is not None and hasattr(self.plates, "warm_up"):
             self.plates.warm_up()  # at start-up, like the bundles: not on the first message
         self._pool: Optional[ThreadPoolExecutor] = None

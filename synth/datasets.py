@@ -14,7 +14,7 @@ Seeds decide everything: training uses one seed range, evaluation another
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -64,16 +64,22 @@ def _jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
 
 
 def write_detector_dataset(root: str | Path, seeds: Iterable[int], frames_per_scene: int = 8,
-                           long_side: int = 416, min_visibility: float = 0.3, duration_s: float = 24.0) -> int:
+                           long_side: int = 416, min_visibility: float = 0.3, duration_s: float = 24.0,
+                           traffic_scale: float = 1.0, stop_probability: Optional[float] = None) -> int:
     """Write ``root/images/*.jpg`` + ``root/labels/*.txt`` (YOLO format); returns the image count.
 
-    Vehicles less than ``min_visibility`` visible are left unlabelled (and rare)."""
+    Vehicles less than ``min_visibility`` visible are left unlabelled (and rare).
+    ``traffic_scale`` multiplies each scene's arrival rate and ``stop_probability`` (when given)
+    replaces its chance of a vehicle stopping: denser, queueing traffic gives the detector more
+    vehicles that overlap each other, the case it misses most."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)
     n = 0
     for seed in seeds:
         cfg = random_config(seed, duration_s=duration_s)
+        cfg = replace(cfg, vehicles_per_min=cfg.vehicles_per_min * traffic_scale,
+                      stop_probability=cfg.stop_probability if stop_probability is None else stop_probability)
         every = (duration_s - 2.0) / frames_per_scene
         for k, (img, objs, scene) in enumerate(_scene_frames(cfg, every)):
             if k >= frames_per_scene:

@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="artifacts/train_detector", help="scratch directory (datasets, runs)")
     ap.add_argument("--scenes", type=int, default=300, help="training scenes")
     ap.add_argument("--frames", type=int, default=4, help="frames per training scene")
+    ap.add_argument("--traffic-scale", type=float, default=1.0,
+                    help="multiply each training scene's arrival rate (denser traffic: more overlapping vehicles)")
+    ap.add_argument("--stop-probability", type=float, help="each vehicle's chance to stop and queue (scene default 0.15)")
     ap.add_argument("--val-scenes", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=30, help="epochs when --budget-min is 0")
     ap.add_argument("--budget-min", type=float, default=60.0,
@@ -61,9 +64,12 @@ def main(argv=None) -> int:
     t0 = time.time()
     work = Path(args.work).resolve()
     seeds = TRAIN_SEEDS[args.first_scene:args.first_scene + args.scenes]
-    train, val = work / f"train_{seeds.start}_{seeds.stop}", work / "val"
+    dense = (f"_x{args.traffic_scale:g}" if args.traffic_scale != 1.0 else "") + (
+        f"_stop{args.stop_probability:g}" if args.stop_probability is not None else "")
+    train, val = work / f"train_{seeds.start}_{seeds.stop}{dense}", work / "val"
     if not (train / "images").exists():
-        n = write_detector_dataset(train, seeds, args.frames)
+        n = write_detector_dataset(train, seeds, args.frames, traffic_scale=args.traffic_scale,
+                                   stop_probability=args.stop_probability)
         print(f"training images: {n}", flush=True)
     if not (val / "images").exists():
         n = write_detector_dataset(val, EVAL_SEEDS[:args.val_scenes], 4)
@@ -101,6 +107,7 @@ def main(argv=None) -> int:
     stage = {"scenes": args.scenes, "frames_per_scene": args.frames, "epochs": epochs_run, "imgsz": args.imgsz,
              "budget_minutes": args.budget_min or None,
              "model": f"{Path(args.init).name} (continued, no warm-up)" if args.init else args.model, "lr0": args.lr0, "mosaic": args.mosaic,
+             "traffic_scale": args.traffic_scale, "stop_probability": args.stop_probability,
              "minutes": round(train_s / 60, 1), "minutes_with_eval": round((time.time() - t0) / 60, 1), "seeds": f"TRAIN_SEEDS[{args.first_scene}:{args.first_scene + args.scenes}]"}
     stages = []
     previous = out.parent / "metrics.json"

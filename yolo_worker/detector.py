@@ -2,7 +2,9 @@
 
 Output per frame: ``float32`` array ``D x 6`` = ``(x1, y1, x2, y2, conf, cls)`` in pixels of
 the frame passed in, ``cls`` already mapped onto the 8-type taxonomy (index into
-``worker_config.TAXONOMY``); classes with no mapping are dropped.
+``worker_config.TAXONOMY``); classes with no mapping are dropped.  Boxes down to
+``min(detector_conf, track_low_conf)`` are returned: the tracker starts tracks only from those
+at ``detector_conf`` or above and uses the rest to keep existing tracks alive.
 
 NMS is class-agnostic over the mapped classes: one box per vehicle, labelled with its
 best-scoring class (unmapped classes are filtered out before NMS, so they suppress nothing).
@@ -95,7 +97,8 @@ class Detector:
         # "person" riding a motorcycle) must not suppress the vehicle's box.
         self.classes = [int(i) for i in np.flatnonzero(self.lookup >= 0)]
         self.imgsz = settings.detector_imgsz or self._trained_imgsz() or 640
-        self.conf, self.iou = settings.detector_conf, settings.detector_iou
+        # Down to track_low_conf: the tracker's second association uses the unsure ones (and only it).
+        self.conf, self.iou = min(settings.detector_conf, settings.track_low_conf), settings.detector_iou
         self.half = self.device.startswith("cuda")
         requested = runtime or settings.detector_runtime
         if requested not in ("auto", "torch", *rt.EXPORTED):

@@ -55,8 +55,9 @@ def _tracker_args(settings: Settings) -> Any:
 
     cfg_file = Path(ultralytics.__file__).parent / "cfg" / "trackers" / f"{settings.tracker}.yaml"
     cfg = YAML.load(cfg_file)
+    high = settings.detector_conf
     cfg.update(track_buffer=settings.track_max_age, gmc_method="none", with_reid=False,
-               track_high_thresh=max(settings.detector_conf, 0.1), new_track_thresh=max(settings.detector_conf, 0.1))
+               track_high_thresh=high, new_track_thresh=high, track_low_thresh=min(settings.track_low_conf, high))
     return IterableSimpleNamespace(**cfg)
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from video_analysis.main_worker.color import estimate_fbl, fbl_from_heads
-from video_analysis.main_worker.plate import PlateReader, best_plate
+from video_analysis.main_worker.plate import PlateReader, best_plate, plate_runtime
 from video_analysis.worker_utils.imaging import letterbox
 from video_analysis.worker_utils.vocab import COLOR_BASES, COLOR_BGR, is_valid_plate, normalize_plate
 
@@ -25,12 +25,48 @@ def test_best_plate_joins_split_lines_and_ignores_junk():
     assert best_plate([]) == (None, None)
 
 
-def test_ocr_reads_a_rendered_plate():
+def _rendered_plate(text="NDA 4821", y=400):
     img = np.full((640, 640, 3), 90, np.uint8)
-    cv2.rectangle(img, (170, 400), (470, 470), (255, 255, 255), -1)
-    cv2.putText(img, "NDA 4821", (185, 452), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 4)
-    text, conf = PlateReader().read(img)
+    cv2.rectangle(img, (170, y), (470, y + 70), (255, 255, 255), -1)
+    cv2.putText(img, text, (185, y + 52), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 4)
+    return img
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_ocr_reads_a_rendered_plate(runtime):
+    reader = PlateReader(runtime=runtime)
+    text, conf = reader.read(_rendered_plate())
+    assert reader.runtime == runtime  # OpenVINO is a requirement: it must not have fallen back
     assert text == "NDA 4821" and 0.5 < conf <= 1.0
+
+
+def test_openvino_reads_a_batch_like_onnxruntime():
+    """The batched detector runs (several in flight) give what ONNX Runtime gives, image by image."""
+    imgs = [_rendered_plate("NDA 4821", 400), np.full((640, 640, 3), 90, np.uint8), _rendered_plate("ABC 1234", 150),
+            _rendered_plate("123 XYZ", 300)]
+    ov = PlateReader(runtime="openvino").read_batch(imgs)
+    ort = PlateReader(runtime="onnxruntime").read_batch(imgs)
+    assert [p for p, _ in ov] == [p for p, _ in ort] == ["NDA 4821", None, "ABC 1234", "123 XYZ"]
+    assert all(a is None or abs(a - b) < 0.05 for (_, a), (_, b) in zip(ov, ort))
+
+
+def test_plate_runtime_falls_back_to_onnxruntime_with_a_warning(monkeypatch, caplog):
+    import video_analysis.main_worker.plate as plate
+
+    def broken(*_a, **_k):
+        raise RuntimeError("no CPU plugin here")
+
+    monkeypatch.setattr(plate, "OpenVinoOcr", broken)
+    reader = PlateReader(runtime="openvino")
+    with caplog.at_level("WARNING", logger=plate.__name__):
+        text, _conf = reader.read(_rendered_plate())
+    assert reader.runtime == "onnxruntime" and text == "NDA 4821"
+    assert "openvino unavailable" in caplog.text and "no CPU plugin here" in caplog.text
+
+
+def test_plate_runtime_auto_prefers_openvino():
+    assert plate_runtime("auto") == "openvino"  # in requirements.txt
+    assert plate_runtime("onnxruntime") == "onnxruntime"
 
 
 @pytest.mark.parametrize("base", ["Red", "Blue", "White", "Black", "Yellow", "Green"])
