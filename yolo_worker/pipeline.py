@@ -6,6 +6,7 @@ still live, when the video ends.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -116,24 +117,27 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
         for ft in finished:
             emitter.put(ft)
 
-    for step, (frame, dets) in enumerate(detected(reader, detector, batch, check_cancelled), start=1):
-        img = frame.image
-        h, w = img.shape[:2]
-        tracks = tracker.update(dets, img)
-        rows = ids.relabel(step, track_rows(dets, tracks))
-        if on_tracks is not None:
-            on_tracks(frame.index, rows)
-        for track_id, det in rows:
-            x1, y1, x2, y2 = clamp_box(det[:4], w, h)
-            cand = make_candidate(frame.index, frame.ts_ms, det[:4], det[4], int(det[5]),
-                                  sharpness(img[y1:y2, x1:x2]), w, h)
-            book.observe(step, cand, track_id, lambda box, img=img: crop_with_margin(img, box, settings.crop_margin))
-        _emit(book.expire(step))
-        stats.frames_processed = step
-        now = time.perf_counter()
-        if now - last_report >= settings.progress_interval_s:
-            last_report = now
-            on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0))
+    # closing(): when this loop fails (tracker, emitter), the detector's worker thread stops now,
+    # not whenever the garbage collector gets to the generator: the next video shares the detector.
+    with contextlib.closing(detected(reader, detector, batch, check_cancelled)) as stream:
+        for step, (frame, dets) in enumerate(stream, start=1):
+            img = frame.image
+            h, w = img.shape[:2]
+            tracks = tracker.update(dets, img)
+            rows = ids.relabel(step, track_rows(dets, tracks))
+            if on_tracks is not None:
+                on_tracks(frame.index, rows)
+            for track_id, det in rows:
+                x1, y1, x2, y2 = clamp_box(det[:4], w, h)
+                cand = make_candidate(frame.index, frame.ts_ms, det[:4], det[4], int(det[5]),
+                                      sharpness(img[y1:y2, x1:x2]), w, h)
+                book.observe(step, cand, track_id, lambda box, img=img: crop_with_margin(img, box, settings.crop_margin))
+            _emit(book.expire(step))
+            stats.frames_processed = step
+            now = time.perf_counter()
+            if now - last_report >= settings.progress_interval_s:
+                last_report = now
+                on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0))
     _emit(book.flush())
 
 
@@ -197,28 +201,68 @@ class Emitter:
 
 
 def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
-             check_cancelled: Callable[[], None] = lambda: None) -> Iterator[tuple[Frame, np.ndarray]]:
+             check_cancelled: Callable[[], None] = lambda: None, ahead: bool = True) -> Iterator[tuple[Frame, np.ndarray]]:
     """``(frame, D x 6 detections)`` for each frame, in order.
 
     ``batch`` > 1 (and a detector with ``detect_batch``): frames are detected ``batch`` at a time,
     one forward pass each (the GPU path: a batched fp16 pass costs little more than one frame);
-    the tracker still sees them one by one, in order.  At most ``batch`` frames are held.
+    the tracker still sees them one by one, in order.
+
+    ``ahead`` (default): the next frame (or batch) is detected on a worker thread while the caller
+    tracks the current one, so the tracker, the best-frame bookkeeping and the detector overlap
+    instead of taking turns (the runtimes release the GIL while they compute).  One job runs at a
+    time, in order; at most two jobs' frames (``2 x batch``) are held.  An exception of the
+    detector reaches the caller, with its type, at the frame it belongs to.
     """
     detect_batch = getattr(detector, "detect_batch", None) if batch > 1 else None
-    if detect_batch is None:
+
+    def run(job: list[Frame]) -> list[np.ndarray]:
+        if detect_batch is None:
+            return [detector.detect(f.image) for f in job]
+        return detect_batch([f.image for f in job])
+
+    def jobs() -> Iterator[list[Frame]]:
+        job: list[Frame] = []
+        size = batch if detect_batch is not None else 1
         for frame in frames:
             check_cancelled()
-            yield frame, detector.detect(frame.image)
+            job.append(frame)
+            if len(job) == size:
+                yield job
+                job = []
+        if job:
+            yield job
+
+    if not ahead:
+        for job in jobs():
+            yield from zip(job, run(job))
         return
-    pending: list[Frame] = []
-    for frame in frames:
-        check_cancelled()
-        pending.append(frame)
-        if len(pending) == batch:
-            yield from zip(pending, detect_batch([f.image for f in pending]))
-            pending = []
-    if pending:
-        yield from zip(pending, detect_batch([f.image for f in pending]))
+    import contextvars
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
+    ctx = contextvars.copy_context()  # the detector's log lines keep the message and video ids
+    in_flight: Optional[tuple[list[Frame], Future]] = None
+    try:
+        for job in jobs():
+            if in_flight is not None and in_flight[1].done() and in_flight[1].exception() is not None:
+                in_flight[1].result()  # a failed detection raises before more work is started
+            submitted = (job, pool.submit(ctx.run, run, job))
+            if in_flight is not None:
+                done, fut = in_flight
+                in_flight = submitted
+                results = fut.result()
+                del fut  # hold only the job in flight and the one being handed out
+                yield from zip(done, results)
+                del done, results
+            else:
+                in_flight = submitted
+        if in_flight is not None:
+            done, fut = in_flight
+            in_flight = None
+            yield from zip(done, fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator leaves no detection running
 
 
 def _progress(stats: PipelineStats, frames_read: int, info: VideoInfo, live: int, elapsed: float) -> dict:

@@ -293,6 +293,74 @@ def test_detected_checks_for_cancellation_on_every_frame():
     assert len(seen) == 3
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_detected_runs_the_detector_one_job_ahead_on_its_own_thread(batch):
+    """While the caller tracks frame k, the detector works on the next job (frame k+1, or the next
+    batch) on a worker thread: never further ahead, and the order is kept."""
+    import threading
+
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    det = _Counting()
+    threads = set()
+    original = det.detect_batch if batch > 1 else det.detect
+
+    def record(x):
+        threads.add(threading.current_thread().name)
+        return original(x)
+
+    if batch > 1:
+        det.detect_batch = record
+    else:
+        det.detect = record
+    frames = [Frame(i, 40 * i, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
+    out = []
+    for frame, dets in detected(iter(frames), det, batch):
+        seen = sum(det.calls)  # frames the detector has started on so far
+        out.append(frame.index)
+        assert int(dets[0, 0]) == frame.index
+        job_end = (frame.index // batch + 1) * batch
+        assert seen <= min(10, job_end + batch), (frame.index, seen)
+    assert out == list(range(10))
+    assert threads and threading.current_thread().name not in threads
+
+
+def test_detected_raises_the_detector_error_with_its_type_and_stops_the_worker():
+    from video_analysis.worker_utils.errors import TransientError
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    class Failing(_Counting):
+        def detect(self, frame):
+            if frame[0, 0, 0] == 4:
+                raise TransientError("runtime busy")
+            return super().detect(frame)
+
+    frames = [Frame(i, 0, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
+    got = []
+    with pytest.raises(TransientError, match="runtime busy"):
+        for frame, _d in detected(iter(frames), Failing(), 1):
+            got.append(frame.index)
+    assert got == [0, 1, 2, 3]  # every frame before the failing one, none after
+
+
+def test_a_closed_detected_stream_leaves_no_detector_thread():
+    """The pipeline closes the stream when its frame loop fails: the worker thread must be gone
+    then, not whenever the garbage collector runs (the next video shares the detector)."""
+    import threading
+
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    frames = [Frame(i, 0, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
+    stream = detected(iter(frames), _Counting(), 1)
+    next(stream), next(stream)
+    assert any(t.name.startswith("detector") for t in threading.enumerate())
+    stream.close()
+    assert not any(t.name.startswith("detector") for t in threading.enumerate())
+
+
 def test_batched_pytorch_detection_gives_the_same_tracks(clip_factory):
     """``detector_batch`` 4 (one forward pass per 4 frames, as on a GPU) against 1, PyTorch
     runtime, real tracker: the same tracks, best frames and boxes."""
