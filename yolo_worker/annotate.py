@@ -25,7 +25,7 @@ def annotate_video(video: Path, out: Path, settings: Settings, stride: int, pick
     """Write ``out`` (MP4) with one annotated frame per processed frame; ``picks`` = track -> offset ms."""
     info = probe(video)
     detector, tracker = Detector(settings), Tracker(settings, (info.height, info.width))
-    ids = TrackIds(settings.track_max_age)
+    ids = TrackIds(settings.track_max_age, frame_size=(info.width, info.height))  # as the pipeline does
     fps = max(1.0, (info.fps or 25.0) / stride)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (info.width, info.height))
     try:

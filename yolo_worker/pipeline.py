@@ -111,7 +111,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
          on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo) -> None:
     """The frame loop of :func:`run_pipeline`: finished tracks go to ``emitter``."""
     last_report = t0
-    ids = TrackIds(settings.track_max_age)  # the worker's own ids: dense, split at hand-overs
+    ids = TrackIds(settings.track_max_age, frame_size=(info.width, info.height) if info.width > 0 else None)
 
     def _emit(finished: list[FinishedTrack]) -> None:
         for ft in finished:

@@ -9,6 +9,11 @@ one criterion does not override the next one:
    ``SIZE_HISTORY`` boxes not touching the border loses to one that is not: a sudden jump in size is the detector
    merging the vehicle with the one beside or in front of it, and "largest first" would pick
    exactly that merged box (steady growth of an approaching vehicle stays under the factor);
+0c. **much less sure**: a box whose confidence is more than ``CONF_GATE`` (0.3) below the
+   other's loses: the detector is unsure of the boxes that merge a vehicle with its neighbour
+   (two motorcycles side by side in one box, at 0.3 where each alone scores 0.8), and "largest
+   first" would again pick exactly that box (on nine unseen clips: 219 -> 220 of 232 vehicles
+   with exactly one snapshot, none lost);
 1. **area**: larger wins unless the two are within ``AREA_TOL`` (10 %) of the larger;
 2. **conf**: higher wins unless within ``CONF_TOL`` (0.05);
 3. **sharpness** (variance of Laplacian): higher wins unless within ``SHARP_TOL`` (10 %);
@@ -35,6 +40,7 @@ CONF_TOL = 0.05
 SHARP_TOL = 0.10
 CENTER_TOL = 0.05
 OVERSIZE = 1.8
+CONF_GATE = 0.3
 SIZE_HISTORY = 9
 
 
@@ -84,6 +90,8 @@ def is_better(a: Candidate, b: Candidate) -> bool:
         return not a.touches_border
     if a.oversized != b.oversized:
         return not a.oversized
+    if abs(a.conf - b.conf) > CONF_GATE:
+        return a.conf > b.conf
     if not _rel_close(a.area, b.area, AREA_TOL):
         return a.area > b.area
     if abs(a.conf - b.conf) > CONF_TOL:

@@ -90,17 +90,18 @@ def test_a_slow_emit_does_not_hold_up_the_frame_loop(clip_factory):
     overlapped = []
     n = 0
 
-    class OneBoxPerFrame:
+    class OneBoxPerFrame:  # (alternating between two lanes: never a fragment of the last track to stitch)
         def detect(self, frame):
             overlapped.append(in_flight.is_set())
             time.sleep(0.005)
-            return np.array([[10, 10, 60, 60, 0.9, 0]], np.float32)
+            y = 10 + 60 * (len(overlapped) % 2)
+            return np.array([[10, y, 60, y + 50, 0.9, 0]], np.float32)
 
     class NewIdEachFrame:  # a new track every frame, ending at once: one snapshot per frame
         def update(self, dets, frame):
             nonlocal n
             n += 1
-            return np.array([[10, 10, 60, 60, n, 0.9, 0, 0]], np.float32)
+            return np.array([[*dets[0, :4], n, 0.9, 0, 0]], np.float32)
 
     emitted = []
 

@@ -1,4 +1,5 @@
-"""Best-frame ranking: area -> conf -> sharpness -> center -> earlier, border first, with tolerances."""
+"""Best-frame ranking: border, oversize and a large confidence gap first, then area -> conf ->
+sharpness -> center -> earlier, with tolerances."""
 import numpy as np
 import pytest
 
@@ -24,6 +25,12 @@ def cand(frame=10, box=(400, 250, 600, 350), conf=0.8, sharp=100.0, cls=0):
      "same area/conf/sharpness -> closer to centre"),
     (cand(box=(400, 250, 600, 350), conf=0.9), cand(box=(400, 250, 600, 350), conf=0.7), True, "higher conf"),
     (cand(box=(400, 250, 600, 350), sharp=200), cand(box=(400, 250, 600, 350), sharp=100), True, "sharper"),
+    (cand(box=(350, 250, 650, 350), conf=0.3), cand(box=(400, 250, 550, 350), conf=0.8), False,
+     "twice the area but 0.5 less sure: a merged box loses"),
+    (cand(box=(350, 250, 650, 350), conf=0.55), cand(box=(400, 250, 550, 350), conf=0.8), True,
+     "0.25 less sure is within the gate: area decides"),
+    (cand(box=(0, 250, 300, 400), conf=0.95), cand(box=(400, 250, 500, 300), conf=0.3), False,
+     "border comes before the confidence gate"),
 ])
 def test_ranking(a, b, a_wins, why):
     assert is_better(a, b) is a_wins, why
@@ -46,11 +53,11 @@ def crop_fn(box):
 def test_book_keeps_only_the_best_crop_and_votes_type():
     book = TrackBook(max_age=2, min_hits=2)
     book.observe(1, cand(frame=1, box=(400, 250, 500, 300), cls=1, conf=0.9), 7, crop_fn)
-    book.observe(2, cand(frame=2, box=(400, 250, 600, 350), cls=0, conf=0.5), 7, crop_fn)
+    book.observe(2, cand(frame=2, box=(400, 250, 600, 350), cls=0, conf=0.7), 7, crop_fn)
     book.observe(3, cand(frame=3, box=(400, 250, 520, 310), cls=1, conf=0.9), 7, crop_fn)
     st = book.live[7]
     assert st.best.frame_index == 2 and st.best_crop.shape == (100, 200, 3)
-    assert st.yolo_type == "SUV"  # votes: SUV 1.8 vs Car 0.5
+    assert st.yolo_type == "SUV"  # votes: SUV 1.8 vs Car 0.7
     assert book.expire(5) == []  # unseen for 2 steps: not yet
     done = book.expire(6)
     assert [f.track_id for f in done] == [7] and done[0].hits == 3 and done[0].best.frame_index == 2

@@ -69,3 +69,81 @@ def test_ids_of_tracks_the_tracker_dropped_are_forgotten():
         ids.relabel(step, [])
     assert ids._tracks == {}  # no state kept per dropped track: memory stays flat over a long video
     assert ids.relabel(6, [(1, box)])[0][0] == 2  # a reused tracker id is a new track
+
+
+# --- stitching fragments of one vehicle -----------------------------------------------------------
+# A car driving left 10 px a processed frame, last seen at step 4 (then hidden).
+HIDDEN = _h((330, 180, 410, 220), (320, 180, 400, 220), (310, 180, 390, 220), (300, 180, 380, 220))
+
+
+@pytest.mark.parametrize("box,gap", [
+    ((298, 180, 378, 220), 0.475),   # it stopped behind the bus: where it was last seen (38 px off the prediction)
+    ((260, 180, 340, 220), 0.0),     # where its speed puts it four frames on
+    ((240, 181, 322, 221), 0.2375),  # a little further than expected, still within half a box
+    ((300, 212, 380, 252), None),    # the lane below (bottom edge 32 px off: 0.8 of the height)
+    ((150, 180, 230, 220), None),    # far beyond where it could be
+    ((365, 180, 445, 220), None),    # behind where it was last seen: another vehicle coming up
+    ((270, 170, 350, 230), None),    # 1.5x taller: another vehicle
+])
+def test_continuation_gap(box, gap):
+    from video_analysis.yolo_worker.track_ids import continuation_gap, is_continuation
+
+    got = continuation_gap(HIDDEN, 8, np.array(box, np.float64))
+    assert (got is None) if gap is None else got == pytest.approx(gap, abs=0.01)
+    assert is_continuation(HIDDEN, 8, np.array(box, np.float64)) is (gap is not None)
+
+
+def _row(*b):
+    return np.array([*b, 0.9, 0], np.float32)
+
+
+def _hide_then_reappear(ids, new_box, new_step=8, other=(500, 100, 540, 130)):
+    for step, (_s, b) in enumerate(HIDDEN, start=1):
+        ids.relabel(step, [(7, _row(*b)), (12, _row(*other))])
+    for step in range(5, new_step):
+        ids.relabel(step, [(12, _row(*other))])
+    return ids.relabel(new_step, [(12, _row(*other)), (30, _row(*new_box))])
+
+
+def test_a_new_tracker_id_continues_the_vehicle_lost_behind_something():
+    ids = TrackIds(max_age=10, frame_size=(640, 360))
+    rows = _hide_then_reappear(ids, (290, 180, 370, 220))
+    assert [i for i, _ in rows] == [2, 1] and ids.stitched == 1  # tracker id 30 carries on as vehicle 1
+    assert ids.relabel(9, [(30, _row(285, 180, 365, 220))])[0][0] == 1
+    # the tracker's old id coming back now is another vehicle: a new id, never a second "1"
+    assert ids.relabel(10, [(30, _row(280, 180, 360, 220)), (7, _row(100, 180, 180, 220))]) [1][0] == 3
+
+
+@pytest.mark.parametrize("kw,new_box,new_step,why", [
+    ({"stitch": False}, (290, 180, 370, 220), 8, "stitching off"),
+    ({}, (290, 180, 370, 220), 16, "lost longer than max_age"),
+    ({}, (0, 180, 70, 220), 8, "the new box is at the frame edge: a vehicle entering"),
+])
+def test_no_stitch(kw, new_box, new_step, why):
+    ids = TrackIds(max_age=10, frame_size=(640, 360), **kw)
+    rows = _hide_then_reappear(ids, new_box, new_step)
+    assert [i for i, _ in rows] == [2, 3] and ids.stitched == 0, why
+
+
+def test_a_vehicle_that_left_at_the_edge_is_not_stitched():
+    ids = TrackIds(max_age=10, frame_size=(640, 360))
+    leaving = _h((60, 180, 140, 220), (30, 180, 110, 220), (1, 180, 80, 220))
+    for step, (_s, b) in enumerate(leaving, start=1):
+        ids.relabel(step, [(7, _row(*b))])
+    assert ids.relabel(5, [(30, _row(5, 180, 70, 220))])[0][0] == 2 and ids.stitched == 0
+
+
+# A light truck leaving at the left edge (13 px a frame), as on the dense e2e clip.
+EDGE_LEAVER = [(39, 184, 143, 248), (26, 184, 130, 248), (13, 184, 117, 248), (0, 183, 104, 248)]
+
+
+@pytest.mark.parametrize("frame_size,new_box,split,why", [
+    ((640, 360), (0, 195, 72, 275), True, "its id handed to a truck entering in the lane below (1.2x taller)"),
+    ((640, 360), (0, 186, 90, 250), False, "still in its own lane: the same truck, cut by the edge"),
+    (None, (0, 195, 72, 275), False, "frame size unknown: the edge rule is off (and 1.2x is no hand-over)"),
+])
+def test_an_id_left_at_the_frame_edge_is_not_handed_to_another_lane(frame_size, new_box, split, why):
+    ids = TrackIds(max_age=10, frame_size=frame_size)
+    for step, b in enumerate(EDGE_LEAVER, start=1):
+        assert ids.relabel(step, [(7, _row(*b))])[0][0] == 1
+    assert (ids.relabel(5, [(7, _row(*new_box))])[0][0] == 2) is split, why
