@@ -114,7 +114,7 @@ def test_the_demo_reid_encoder_tells_vehicles_apart_on_unseen_scenes():
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     m = pair_metrics(emb, ids, scenes, times)
     assert m["same_pairs"] >= 30 and m["different_pairs"] >= 100, m
-    assert m["same_pass_gate"] >= 0.85 and m["different_pass_gate"] <= 0.25, m
+    assert m["same_pass_gate"] >= 0.85 and m["different_pass_gate"] <= 0.05, m  # 0.92 and 0.002 at training
 
 
 def test_botsort_with_the_demo_reid_tracks_a_generated_clip(clip_factory):
