@@ -150,7 +150,11 @@ def test_snapshots_cover_each_vehicle_exactly_once(run):
     hand-over split of track_ids.py, 0.86 before the tracker's second association on unsure
     detections (``track_low_conf``); the third-stage detector then typed far better but merged
     more neighbours (0.83), which the confidence gate of selection.py, the stitching of
-    fragments and the frame-edge hand-over rule of track_ids.py brought back to 0.92."""
+    fragments and the frame-edge hand-over rule of track_ids.py brought back to 0.92.  The figure
+    sits one vehicle above the target and depends on the runtime's precision: the default runtime
+    runs bfloat16 on this machine's CPU (AVX-512 BF16 / AMX); in float32 (ONNX Runtime, PyTorch)
+    two motorcycles queueing nose to tail come out as one box and this clip gets 31 of 36 (0.86),
+    while nine clips of this kind get 221 of 232 (0.95) in float32 and 223 in bfloat16."""
     cov = _coverage(run)
     assert cov["recall_exactly_one"] >= 0.90, cov
     assert cov["unmatched_snapshots"] <= 0.10 * cov["snapshots"], cov
