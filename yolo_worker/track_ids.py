@@ -28,7 +28,7 @@ vehicles a minute, stride 1, the demo detector): the hand-over split took vehicl
 one snapshot from 209 to 214 of 232 (0.90 -> 0.92; on the dense clip of
 tests/yolo_worker/test_worker_e2e.py 27 -> 31 of 36).  With the third-stage detector, stitching
 and the edge rule (and selection's confidence gate) took 217 to 223 of 232, and 194 to 197 of 208
-on nine clips never used to tune them (seeds 500211-500219).
+on nine clips never used to tune them (seeds 500211-500219); 224 with association on IoU alone.
 
 The older part then ends like any lost track (after ``track_max_age``) and keeps its own best
 frame; the newer part is a track of its own.

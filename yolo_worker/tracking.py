@@ -56,7 +56,11 @@ def _tracker_args(settings: Settings) -> Any:
     cfg_file = Path(ultralytics.__file__).parent / "cfg" / "trackers" / f"{settings.tracker}.yaml"
     cfg = YAML.load(cfg_file)
     high = settings.detector_conf
-    cfg.update(track_buffer=settings.track_max_age, gmc_method="none", with_reid=False,
+    # fuse_score off: association on (buffered) IoU alone.  Fused, a cost is 1 - IoU x score, and a
+    # new track of a fast motorcycle (IoU 0.3 with its next box at 50 px a frame) at score 0.9
+    # costs 0.73, over the 0.7 a tentative track must beat: it was never confirmed.  Off: 223 ->
+    # 224 of 232 vehicles with exactly one snapshot on nine clips, 33 -> 35 of 36 on the dense one.
+    cfg.update(track_buffer=settings.track_max_age, gmc_method="none", with_reid=False, fuse_score=False,
                track_high_thresh=high, new_track_thresh=high, track_low_thresh=min(settings.track_low_conf, high))
     return IterableSimpleNamespace(**cfg)
 

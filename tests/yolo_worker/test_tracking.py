@@ -25,12 +25,13 @@ def test_buffer_boxes_grows_each_side_by_a_fraction_of_the_box(box, buffer, expe
 
 
 def _run(settings, scores, step_px=6.0):
-    """One car driving right, detected with ``scores`` frame by frame: the ids output per frame."""
+    """One car driving right, detected with ``scores`` frame by frame (None: not detected): the ids
+    output per frame."""
     tracker = Tracker(settings, FRAME.shape[:2])
     ids = []
     for i, score in enumerate(scores):
         x = 100 + step_px * i
-        dets = np.array([[x, 150, x + 80, 190, score, 0]], np.float32)
+        dets = np.array([[x, 150, x + 80, 190, score, 0]] if score else [], np.float32).reshape(-1, 6)
         out = tracker.update(dets, FRAME)
         ids.append([int(t[4]) for t in out])
     return ids
@@ -45,6 +46,15 @@ def test_unsure_detections_keep_a_running_track_alive(tracker):
     assert on[2:] == [[1]] * 6  # ids start at 1; confirmed on the 2nd frame, kept through the unsure ones
     off = _run(Settings(tracker=tracker, detector_conf=0.25, track_low_conf=0.25), scores)
     assert off[3:6] == [[], [], []] and off[6:] == [[1], [1]]  # lost meanwhile, found again by motion
+
+
+@pytest.mark.parametrize("tracker", ["botsort", "bytetrack"])
+def test_a_fast_small_vehicle_is_confirmed(tracker):
+    """A box 80 px wide moving 65 px a processed frame (a motorcycle crossing the frame in a
+    second at 12.5 fps): its buffered boxes overlap at IoU 0.33, enough for a tentative track on IoU
+    alone (cost 0.67 < 0.7); fused with the score (1 - 0.33 x 0.9 = 0.71) it never was."""
+    ids = _run(Settings(tracker=tracker), [None] * 2 + [0.9] * 6, step_px=65)  # it enters after frame 1
+    assert ids[3:] == [[1]] * 5, ids  # (the tracker confirms any track of its very first frame at once)
 
 
 def test_unsure_detections_never_start_a_track():
