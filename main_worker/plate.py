@@ -37,6 +37,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..worker_utils.imaging import DEFAULT_PAD_VALUE
+from ..worker_utils.runtimes import openvino_available
 from ..worker_utils.vocab import is_valid_plate, normalize_plate
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,7 @@ class OpenVinoOcr:
 def plate_runtime(requested: str) -> str:
     """``"openvino"`` or ``"onnxruntime"`` for the requested ``auto`` / ``openvino`` / ``onnxruntime``."""
     if requested == "auto":
-        import importlib.util
-
-        return "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
+        return "openvino" if openvino_available() else "onnxruntime"
     return requested
 
 
@@ -198,7 +197,8 @@ class PlateReader:
             self._ov = OpenVinoOcr(str(root / cfg["Det"]["model_path"]), str(root / cfg["Rec"]["model_path"]))
         except Exception as exc:  # noqa: BLE001 - missing package, unreadable model: ONNX Runtime still works
             log.warning(f"plate OCR runtime openvino unavailable, running ONNX Runtime instead: "
-                        f"{type(exc).__name__}: {exc}")
+                        f"{type(exc).__name__}: {exc} (reinstall requirements.txt for OpenVINO, or set "
+                        "CVITX_ENV_OVERRIDES=1 CVITX_PLATE_RUNTIME=onnxruntime to skip it)")
             self.runtime = "onnxruntime"
             return
         ocr.text_rec.session = self._ov.recognise

@@ -35,6 +35,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..worker_utils.offline import ultralytics_offline
+from ..worker_utils.runtimes import openvino_available
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,6 @@ def choose_runtime(requested: str, weights: str | Path, device: str, openvino: b
     if requested == "auto":
         return "torch" if device.startswith("cuda") else "openvino" if openvino else "onnx"
     return requested
-
-
-def openvino_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
 
 
 def input_size(width: int, height: int, imgsz: int, stride: int = STRIDE) -> tuple[int, int]:

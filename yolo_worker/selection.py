@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -69,10 +69,16 @@ class Candidate:
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
+def touches_border(box: Sequence[float], frame_w: float, frame_h: float) -> bool:
+    """``(x1, y1, x2, y2)`` within ``BORDER_PX`` of the frame's edge: cut off, leaving or entering."""
+    x1, y1, x2, y2 = box[:4]
+    return bool(x1 <= BORDER_PX or y1 <= BORDER_PX or x2 >= frame_w - BORDER_PX or y2 >= frame_h - BORDER_PX)
+
+
 def make_candidate(frame_index: int, ts_ms: int, box: Iterable[float], conf: float, cls: int, sharpness: float,
                    frame_w: int, frame_h: int) -> Candidate:
     x1, y1, x2, y2 = (float(v) for v in box)
-    border = x1 <= BORDER_PX or y1 <= BORDER_PX or x2 >= frame_w - BORDER_PX or y2 >= frame_h - BORDER_PX
+    border = touches_border((x1, y1, x2, y2), frame_w, frame_h)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     half_diag = float(np.hypot(frame_w / 2, frame_h / 2)) or 1.0
     dist = float(np.hypot(cx - frame_w / 2, cy - frame_h / 2)) / half_diag

@@ -22,16 +22,8 @@ and the leaver got nothing).
   enough: a track whose last box touches the left or right edge while moving out there, and whose
   next box is ``EDGE_LANE_SHIFT`` (0.35) of a box height off its lane line, was handed to a
   vehicle entering there (a leaving vehicle, cut by the edge, changes its width, not its lane).
-
-Measured on nine unseen generated clips (seeds 500202-500210: 30 s, 640x360, 12.5 fps, 15
-vehicles a minute, stride 1, the demo detector): the hand-over split took vehicles with exactly
-one snapshot from 209 to 214 of 232 (0.90 -> 0.92; on the dense clip of
-tests/yolo_worker/test_worker_e2e.py 27 -> 31 of 36).  With the third-stage detector, stitching
-and the edge rule (and selection's confidence gate) took 217 to 223 of 232, and 194 to 197 of 208
-on nine clips never used to tune them (seeds 500211-500219); 224 with association on IoU alone.
-
-The older part then ends like any lost track (after ``track_max_age``) and keeps its own best
-frame; the newer part is a track of its own.
+  The older part then ends like any lost track (after ``track_max_age``) and keeps its own best
+  frame; the newer part is a track of its own;
 
 * the opposite mistake, **fragmentation**: a vehicle hidden for a few frames (behind a bus, a
   queue of motorcycles) often slows or stops meanwhile; the tracker's Kalman prediction runs on
@@ -44,7 +36,15 @@ frame; the newer part is a track of its own.
   the frame edge are never stitched: that is where vehicles leave and others enter.  Of several
   lost tracks the one nearest along its path wins; each is stitched at most once.
 
-Pure: numpy and plain data, no I/O.
+Measured on nine unseen generated clips (seeds 500202-500210: 30 s, 640x360, 12.5 fps, 15
+vehicles a minute, stride 1, the demo detector): the hand-over split took vehicles with exactly
+one snapshot from 209 to 214 of 232 (0.90 -> 0.92; on the dense clip of
+tests/yolo_worker/test_worker_e2e.py 27 -> 31 of 36).  With the third-stage detector, stitching
+and the edge rule (and selection's confidence gate) took 217 to 223 of 232, and 194 to 197 of 208
+on nine clips never used to tune them (seeds 500211-500219); 224 with association on IoU alone.
+
+Pure: numpy and plain data, no I/O.  "At the frame edge" is selection's border test
+(:func:`selection.touches_border`, within ``BORDER_PX``).
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .selection import BORDER_PX, touches_border
+
 MIN_MOTION_IOU = 0.45
 MAX_HEIGHT_RATIO = 1.45
 MIN_LANE_SHIFT = 0.5  # of the box height: how far the bottom edge must be off to be another lane
@@ -61,7 +63,6 @@ HISTORY = 4  # boxes kept per track for its velocity
 STITCH_LANE = 0.35  # of the box height: bottom edges this close are one lane
 STITCH_HEIGHT_RATIO = 1.3
 STITCH_MARGIN = 0.5  # of the box width, either side of the stretch from last seen to predicted
-EDGE_PX = 2.0  # a box this close to the frame border is leaving or entering
 EDGE_LANE_SHIFT = 0.35  # of the box height: a leaver's id given to a newcomer in another lane
 
 
@@ -154,10 +155,7 @@ class TrackIds:
         self.stitched = 0  # fragments joined, for logs and tests
 
     def _at_edge(self, box: np.ndarray) -> bool:
-        if self.frame_size is None:
-            return False
-        w, h = self.frame_size
-        return box[0] <= EDGE_PX or box[1] <= EDGE_PX or box[2] >= w - EDGE_PX or box[3] >= h - EDGE_PX
+        return self.frame_size is not None and touches_border(box, *self.frame_size)
 
     def _left_at_edge(self, history) -> bool:
         """The track's last box touches the left or right frame edge and it was moving out there."""
@@ -165,7 +163,7 @@ class TrackIds:
             return False
         (_s0, first), (_s1, last) = history[0], history[-1]
         vx = (last[0] + last[2] - first[0] - first[2]) / 2
-        return bool((last[0] <= EDGE_PX and vx < 0) or (last[2] >= self.frame_size[0] - EDGE_PX and vx > 0))
+        return bool((last[0] <= BORDER_PX and vx < 0) or (last[2] >= self.frame_size[0] - BORDER_PX and vx > 0))
 
     def _stitch_to(self, step: int, box: np.ndarray, present: set[int]) -> _Track | None:
         """The lost track a new tracker id's first ``box`` continues, or None."""
