@@ -7,9 +7,10 @@ A receive of up to ``main_batch_size`` messages is handled as one batch:
    640x640); upsert their ``image_analyses`` rows and move them to ``processing`` in one
    transaction (a ``done`` row is skipped);
 2. all surviving snapshots through each variant's model in one forward pass;
-3. the batch's plates in one batched OCR (``PlateReader.read_batch``); per message, hierarchy
-   decoding and colour; then one transaction for the whole batch that upserts a results row
-   per variant and marks each analysis ``done``.
+3. the batch's plates in one batched OCR (``PlateReader.read_batch``), which starts on its own
+   thread as soon as the snapshots are fetched and runs beside the start transaction and the
+   forward pass; per message, hierarchy decoding and colour; then one transaction for the
+   whole batch that upserts a results row per variant and marks each analysis ``done``.
 
 A failure is that message's alone: validation, fetch, decoding and colour failures are caught
 per message; when a batch transaction fails permanently (a row the database refuses), the
@@ -19,6 +20,7 @@ A permanent failure marks the analysis ``error`` with the reason where the row e
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
@@ -91,13 +93,14 @@ class MainWorker:
         self.plates = plate_reader or (PlateReader(runtime=settings.plate_runtime) if settings.plate_enabled else None)
         if self.plates is not None and hasattr(self.plates, "warm_up"):
             self.plates.warm_up()  # at start-up, like the bundles: not on the first message
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool: Optional[ThreadPoolExecutor] = None  # snapshot fetches
+        self._ocr: Optional[ThreadPoolExecutor] = None  # the batch's plate OCR, beside the model
 
     # --- step 1: each message alone, the batch's I/O together -----------------------------
-    def _prepare_all(self, messages: Sequence[ReceivedMessage], outcomes: list[Outcome]) -> list[_Item]:
-        """Validate every message, fetch the valid ones' snapshots concurrently, then start their
-        analyses in one transaction (one at a time when that fails permanently, to find the
-        message it belongs to).  Failures land in ``outcomes``; returns the messages to infer."""
+    def _fetch_valid(self, messages: Sequence[ReceivedMessage],
+                     outcomes: list[Outcome]) -> list[tuple[int, SnapshotReady, np.ndarray]]:
+        """Validate every message and fetch the valid ones' snapshots concurrently.  Failures
+        land in ``outcomes``; returns ``(index, message, image)`` of the fetched ones."""
         valid: list[tuple[int, SnapshotReady]] = []
         for i, m in enumerate(messages):
             with log_context(message_id=m.message_id):
@@ -118,6 +121,13 @@ class MainWorker:
                 outcomes[i] = img
             else:
                 fetched.append((i, msg, img))
+        return fetched
+
+    def _start_all(self, messages: Sequence[ReceivedMessage], fetched: list[tuple[int, SnapshotReady, np.ndarray]],
+                   outcomes: list[Outcome]) -> list[_Item]:
+        """Start the fetched messages' analyses in one transaction (one at a time when that fails
+        permanently, to find the message it belongs to).  Failures land in ``outcomes``;
+        returns the messages to infer (a ``done`` analysis is skipped)."""
         started = _batch_or_each(lambda snaps: start_analyses(self.db, snaps),
                                  lambda args: start_analysis(self.db, **args),
                                  [_start_args(msg) for _, msg, _ in fetched])
@@ -175,21 +185,39 @@ class MainWorker:
     # --- the batch -----------------------------------------------------------------
     def handle_batch(self, messages: Sequence[ReceivedMessage], ctx: HandlerContext) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(messages)
-        items = self._prepare_all(messages, outcomes)
-        if not items:
+        fetched = self._fetch_valid(messages, outcomes)
+        if not fetched:
             return outcomes
-        ctx.check_cancelled()
-        batch = np.stack([it.image for it in items])
-        t0 = time.perf_counter()
+        # The batch's plate OCR starts as soon as its snapshots are in, on its own thread, and
+        # runs while the analyses are started and the model runs (the OCR waits in OpenVINO or
+        # ONNX Runtime, which release the GIL).  A snapshot dropped meanwhile (its analysis is
+        # already done, or could not be started) only costs its OCR time.
+        ocr = (self._ocr_pool().submit(contextvars.copy_context().run, self._plates, [img for _, _, img in fetched])
+               if self.plates else None)
         try:
-            probs = {name: bundle.predict(batch) for name, bundle in self.variants.items()}
-        except Exception as exc:  # noqa: BLE001 - a model failure is every message's, and retryable
-            err = TransientError(f"main model inference failed: {type(exc).__name__}: {exc}")
-            for it in items:
-                outcomes[it.index] = err
-            return outcomes
-        infer_ms = (time.perf_counter() - t0) * 1e3 / len(items)
-        plates, plate_ms = self._plates([it.image for it in items])
+            items = self._start_all(messages, fetched, outcomes)
+            if not items:
+                return outcomes
+            ctx.check_cancelled()
+            batch = np.stack([it.image for it in items])
+            t0 = time.perf_counter()
+            try:
+                probs = {name: bundle.predict(batch) for name, bundle in self.variants.items()}
+            except Exception as exc:  # noqa: BLE001 - a model failure is every message's, and retryable
+                err = TransientError(f"main model inference failed: {type(exc).__name__}: {exc}")
+                for it in items:
+                    outcomes[it.index] = err
+                return outcomes
+            infer_ms = (time.perf_counter() - t0) * 1e3 / len(items)
+        finally:
+            # never leave the OCR running past this batch (a next batch would queue behind it)
+            read = ocr.result() if ocr is not None else None
+        plates: Optional[list[tuple[Optional[str], Optional[float]]]] = [(None, None)] * len(items)
+        plate_ms = 0.0
+        if read is not None:
+            fetched_plates, plate_ms = read
+            position = {i: k for k, (i, _, _) in enumerate(fetched)}
+            plates = None if fetched_plates is None else [fetched_plates[position[it.index]] for it in items]
         finished: list[tuple[_Item, list[dict]]] = []
         for j, it in enumerate(items):
             with log_context(message_id=it.message.message_id, video_id=it.msg.video_id):
@@ -211,10 +239,16 @@ class MainWorker:
         return outcomes
 
     # --- step 3: plates for the batch, rows per message, one write for the batch ------------
+    def _ocr_pool(self) -> ThreadPoolExecutor:
+        if self._ocr is None:
+            self._ocr = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plate-ocr")
+        return self._ocr
+
     def _plates(self, images: list[np.ndarray]) -> tuple[Optional[list[tuple[Optional[str], Optional[float]]]], float]:
         """Every image's plate (``(None, None)`` each when plates are off) from one batched OCR,
         and its time per image.  None when the batched OCR failed (or the reader has no
-        ``read_batch``): each message then reads its own, so a failure stays that message's."""
+        ``read_batch``): each message then reads its own, so a failure stays that message's.
+        Never raises (it runs on the OCR thread; see :meth:`handle_batch`)."""
         if not self.plates:
             return [(None, None)] * len(images), 0.0
         read_batch = getattr(self.plates, "read_batch", None)  # a reader with only read() goes one by one

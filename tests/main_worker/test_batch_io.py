@@ -196,3 +196,27 @@ def test_a_refused_row_or_an_unregistered_video_fails_alone(mw_settings, variant
     assert rows[nan_uri]["status"] == "error" and "database rule" in rows[nan_uri]["error"]
     assert sorted(a["status"] for a in rows.values()) == ["done"] * 3 + ["error"]
     assert {r["snapshot_s3_key"] for r in pub.results()} == {m["snapshot_s3_key"] for m in good} - {nan_uri}
+
+
+def test_each_message_gets_its_own_plate_when_the_batch_skips_one(mw_settings, variants):
+    """The batch's OCR starts on the fetched snapshots, before the start transaction drops the
+    message whose analysis is already done: every remaining message still gets its own plate."""
+    s = mw_settings
+    pub = Publisher(s)
+
+    def jpeg(img):
+        return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+    first = pub.publish(1, 1000, jpeg(_plate_image("NDA 4821", 380)))
+    done = pub.publish(2, 2000, jpeg(_plate_image("XYZ 789", 200)))
+    last = pub.publish(3, 3000, jpeg(_plate_image("ABC 1234", 200)))
+    done_id, _ = start_analysis(pub.db, **_start_args(pub, 2, 2000))
+    assert finish_analyses(pub.db, [(done_id, [_result("baseline")])]) == [True]
+    worker = make_worker(s, variants, plate_reader=PlateReader())
+
+    got = SqsQueues(s).receive(s.snapshot_queue, 10, wait_s=2)
+    assert len(got) == 3
+    assert worker.handle_batch(got, HandlerContext(s, threading.Event())) == [None] * 3
+    plates = {r["snapshot_s3_key"]: r["plate"] for r in pub.results()}
+    assert plates == {first["snapshot_s3_key"]: "NDA 4821", done["snapshot_s3_key"]: None,  # written before
+                      last["snapshot_s3_key"]: "ABC 1234"}

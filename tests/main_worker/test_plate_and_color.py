@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from video_analysis.main_worker.color import estimate_fbl, fbl_from_heads
-from video_analysis.main_worker.plate import PlateReader, best_plate, plate_runtime
+from video_analysis.main_worker.plate import PlateReader, best_plate, normalised_blob, plate_runtime
 from video_analysis.worker_utils.imaging import letterbox
 from video_analysis.worker_utils.vocab import COLOR_BASES, COLOR_BGR, is_valid_plate, normalize_plate
 
@@ -48,6 +48,47 @@ def test_openvino_reads_a_batch_like_onnxruntime():
     ort = PlateReader(runtime="onnxruntime").read_batch(imgs)
     assert [p for p, _ in ov] == [p for p, _ in ort] == ["NDA 4821", None, "ABC 1234", "123 XYZ"]
     assert all(a is None or abs(a - b) < 0.05 for (_, a), (_, b) in zip(ov, ort))
+
+
+def _reference_blob(x, mean, std):
+    """RapidOCR's own detector normalisation, written out: (x / 255 - mean) / std, channels first."""
+    return ((x.astype(np.float64) / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("mean,std", [
+    ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),              # RapidOCR's: one OpenCV pass
+    ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),  # per-channel std: the numpy path
+])
+def test_normalised_blob_is_rapidocrs_normalisation(mean, std):
+    x = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    blob = normalised_blob(x, mean, std)
+    assert blob.shape == (1, 3, 64, 96) and blob.dtype == np.float32
+    np.testing.assert_allclose(blob, _reference_blob(x, mean, std), atol=1e-5)
+
+
+def test_openvino_detector_with_compiled_normalisation_matches_the_float_model():
+    """The detector taking uint8 NHWC (normalisation compiled in) gives the probability map the
+    ONNX model gives on RapidOCR's own float input; both in float32 so the comparison is tight."""
+    from pathlib import Path
+
+    import openvino as ov
+    import rapidocr_onnxruntime
+    import yaml
+
+    from video_analysis.main_worker.plate import _with_uint8_input
+
+    root = Path(rapidocr_onnxruntime.__file__).parent
+    det_path = str(root / yaml.safe_load((root / "config.yaml").read_text())["Det"]["model_path"])
+    core, f32 = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32"}
+    mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+    x = cv2.resize(_rendered_plate(), (320, 320))
+    plain = core.compile_model(core.read_model(det_path), "CPU", f32)
+    fused = core.compile_model(_with_uint8_input(core.read_model(det_path), mean, std), "CPU", f32)
+    want = plain({0: _reference_blob(x, mean, std).astype(np.float32)})[0]
+    got = fused({0: x[None]})[0]
+    assert got.shape == want.shape == (1, 1, 320, 320)
+    assert want.max() > 0.9  # the plate's text is there to be found
+    np.testing.assert_allclose(got, want, atol=1e-3)
 
 
 def test_plate_runtime_falls_back_to_onnxruntime_with_a_warning(monkeypatch, caplog):
