@@ -19,6 +19,7 @@ cannot share on a CPU, so it bounds what batching can gain (see the README).
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Optional, Sequence
@@ -50,27 +51,22 @@ class TimedPlateReader(PlateReader):
             self.seconds += time.perf_counter() - t0
 
 
-def _make_snapshots(settings, path, stride: int, videos: int) -> int:
-    """Run the yolo_worker over ``path`` ``videos`` times; returns the snapshots per video."""
+def _make_snapshots(settings, path, stride: int, videos: int) -> None:
+    """Run the yolo_worker over ``path`` ``videos`` times (its messages stay on the snapshot queue)."""
     from ..yolo_worker.worker import YoloWorker
 
     worker = YoloWorker(settings)
-    per_video = []
     for _ in range(videos):
         submit_video(settings, path, workspace_id=WORKSPACE, workspace_code="CTX1005", camera_code="CAM1",
                      frame_stride=stride)
         msg = SqsQueues(settings).receive(settings.video_queue, 1, wait_s=5)[0]
         worker.handle(msg, HandlerContext(settings, threading.Event()))
         SqsQueues(settings).delete(settings.video_queue, msg.receipt_handle)
-        per_video.append(worker.last_stats.tracks_emitted)
-    return min(per_video)
 
 
 def _take_all(settings) -> list[list[str]]:
     """Every message on the snapshot queue, taken off it: the bodies, grouped by video in the
     order the videos were made."""
-    import json
-
     sqs, by_video = SqsQueues(settings), {}
     while True:
         got = sqs.receive(settings.snapshot_queue, 10, wait_s=0)

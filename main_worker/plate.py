@@ -186,6 +186,19 @@ def normalised_blob(x: np.ndarray, mean: Sequence[float], std: Sequence[float]) 
     return np.ascontiguousarray(((x.astype(np.float32) / 255.0 - m) / sd).transpose(2, 0, 1)[None])
 
 
+def rapidocr_model_paths() -> tuple[str, str]:
+    """(text detector, recogniser): the ONNX files shipped in the ``rapidocr_onnxruntime`` wheel,
+    as its own ``config.yaml`` names them."""
+    from pathlib import Path
+
+    import rapidocr_onnxruntime
+    import yaml
+
+    root = Path(rapidocr_onnxruntime.__file__).parent
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    return str(root / cfg["Det"]["model_path"]), str(root / cfg["Rec"]["model_path"])
+
+
 def plate_runtime(requested: str) -> str:
     """``"openvino"`` or ``"onnxruntime"`` for the requested ``auto`` / ``openvino`` / ``onnxruntime``."""
     if requested == "auto":
@@ -220,16 +233,8 @@ class PlateReader:
     def _use_openvino(self, ocr: Any) -> None:
         """Swap RapidOCR's recogniser session for OpenVINO's (the detector is called by
         :meth:`_detect` directly); on any failure stay on ONNX Runtime and say why."""
-        from pathlib import Path
-
-        import rapidocr_onnxruntime
-        import yaml
-
-        root = Path(rapidocr_onnxruntime.__file__).parent
         try:
-            cfg = yaml.safe_load((root / "config.yaml").read_text())
-            self._ov = OpenVinoOcr(str(root / cfg["Det"]["model_path"]), str(root / cfg["Rec"]["model_path"]),
-                                   ocr.text_det.mean, ocr.text_det.std)
+            self._ov = OpenVinoOcr(*rapidocr_model_paths(), ocr.text_det.mean, ocr.text_det.std)
         except Exception as exc:  # noqa: BLE001 - missing package, unreadable model: ONNX Runtime still works
             log.warning(f"plate OCR runtime openvino unavailable, running ONNX Runtime instead: "
                         f"{type(exc).__name__}: {exc} (reinstall requirements.txt for OpenVINO, or set "

@@ -245,12 +245,10 @@ class MainWorker:
         return self._ocr
 
     def _plates(self, images: list[np.ndarray]) -> tuple[Optional[list[tuple[Optional[str], Optional[float]]]], float]:
-        """Every image's plate (``(None, None)`` each when plates are off) from one batched OCR,
-        and its time per image.  None when the batched OCR failed (or the reader has no
-        ``read_batch``): each message then reads its own, so a failure stays that message's.
-        Never raises (it runs on the OCR thread; see :meth:`handle_batch`)."""
-        if not self.plates:
-            return [(None, None)] * len(images), 0.0
+        """Every image's plate from one batched OCR (plates are on), and its time per image.
+        None when the batched OCR failed (or the reader has no ``read_batch``): each message
+        then reads its own, so a failure stays that message's.  Never raises (it runs on the
+        OCR thread; see :meth:`handle_batch`, which gives ``(None, None)`` when plates are off)."""
         read_batch = getattr(self.plates, "read_batch", None)  # a reader with only read() goes one by one
         if read_batch is None:
             return None, 0.0

@@ -69,16 +69,11 @@ def test_normalised_blob_is_rapidocrs_normalisation(mean, std):
 def test_openvino_detector_with_compiled_normalisation_matches_the_float_model():
     """The detector taking uint8 NHWC (normalisation compiled in) gives the probability map the
     ONNX model gives on RapidOCR's own float input; both in float32 so the comparison is tight."""
-    from pathlib import Path
-
     import openvino as ov
-    import rapidocr_onnxruntime
-    import yaml
 
-    from video_analysis.main_worker.plate import _with_uint8_input
+    from video_analysis.main_worker.plate import _with_uint8_input, rapidocr_model_paths
 
-    root = Path(rapidocr_onnxruntime.__file__).parent
-    det_path = str(root / yaml.safe_load((root / "config.yaml").read_text())["Det"]["model_path"])
+    det_path = rapidocr_model_paths()[0]
     core, f32 = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32"}
     mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
     x = cv2.resize(_rendered_plate(), (320, 320))
