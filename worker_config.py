@@ -235,8 +235,7 @@ def build_settings(environ: Optional[Mapping[str, str]] = None, **changes: Any) 
     """Settings from the hard-coded defaults, env overrides when switched on, then ``changes``."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    enabled = ENV_OVERRIDES_ENABLED or environ.get(ENV_SWITCH, "").strip().lower() in ("1", "true", "yes", "on")
-    if enabled:
+    if env_overrides_enabled(environ):
         values.update(overrides_from_env(environ))
     values.update(changes)
     try:
@@ -252,6 +251,27 @@ def build_settings(environ: Optional[Mapping[str, str]] = None, **changes: Any) 
             shown = repr(values.get(field)) if field in values else "(default)"
             problems.append(f"{where}={shown}: {err['msg']}; allowed: {_describe_allowed(field)}")
         raise ConfigError("invalid configuration: " + " | ".join(problems)) from None
+
+
+def env_overrides_enabled(environ: Mapping[str, str]) -> bool:
+    """Whether the one switch is on: ``ENV_OVERRIDES_ENABLED`` or ``CVITX_ENV_OVERRIDES=1`` (true/yes/on)."""
+    return ENV_OVERRIDES_ENABLED or environ.get(ENV_SWITCH, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def ignored_env_overrides(environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """The ``CVITX_*`` names set in the environment but ignored because the switch is off (sorted;
+    empty when the switch is on).  Say so at start-up: a systemd ``EnvironmentFile`` without
+    ``CVITX_ENV_OVERRIDES=1`` otherwise runs silently on the defaults (default database, real AWS)."""
+    environ = os.environ if environ is None else environ
+    if env_overrides_enabled(environ):
+        return []
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k != ENV_SWITCH)
+
+
+def ignored_env_overrides_message(names: list[str]) -> str:
+    """The one warning line for :func:`ignored_env_overrides`'s names."""
+    return (f"environment overrides are off, so these are ignored: {', '.join(names)}; set {ENV_SWITCH}=1 "
+            "(or ENV_OVERRIDES_ENABLED = True in worker_config.py) to apply them, or unset them")
 
 
 @lru_cache(maxsize=1)

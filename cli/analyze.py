@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .helptext import HelpFormatter
 from .job import JobFailed, JobOptions, JobResult, run_job, say
 
 
@@ -77,13 +78,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("analyze", help="analyse your own MP4 end to end on a private local stack, with a report",
                        description="Run PATH.mp4 through both workers exactly as in production (local moto_server + "
                                    "throwaway PostgreSQL, workers as separate processes), print a summary table and "
-                                   "write an HTML report to --out. Everything it starts is stopped at the end.")
+                                   "write an HTML report to --out. Everything it starts is stopped at the end.",
+                       formatter_class=HelpFormatter)
     s.add_argument("video", help="path of the .mp4 to analyse")
     s.add_argument("--out", default="out/analyze", help="report directory (default: out/analyze)")
     s.add_argument("--detector", help="detector weights (.pt, .onnx, OpenVINO dir, .engine), e.g. yolov8m.pt")
     s.add_argument("--main-model", help="main-model bundle (main.pt / baseline.pt)")
     s.add_argument("--cmt-model", help="second bundle (cmt.pt): turns on Baseline vs CMT compare mode")
-    s.add_argument("--frame-stride", type=int, help="process every N-th frame (default from config)")
+    s.add_argument("--frame-stride", type=int, help="process every N-th frame (default: default_frame_stride of the settings)")
     s.add_argument("--annotated", action="store_true", help="also write an annotated MP4 (boxes, track ids, types)")
     s.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds (default 3600)")
     s.set_defaults(func=_cmd_analyze)

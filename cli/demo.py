@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .helptext import HelpFormatter
 from .job import JobFailed, JobOptions, JobResult, run_job, say
 
 
@@ -78,15 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "exactly as in production (local moto_server + throwaway PostgreSQL, workers as "
                                    "separate processes), print the results and the scores against ground truth, and "
                                    "write an HTML report. Everything it starts is stopped at the end.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     s.add_argument("--out", default="out/demo", help="output directory (clip, report, worker logs)")
     s.add_argument("--seed", type=int, default=7, help="scene seed (the same seed gives the same clip)")
     s.add_argument("--duration", type=float, default=30.0, help="clip length in seconds")
-    s.add_argument("--width", type=int, default=960)
-    s.add_argument("--height", type=int, default=540)
-    s.add_argument("--fps", type=float, default=25.0)
-    s.add_argument("--lighting", choices=("day", "dusk", "night"), default="day")
-    s.add_argument("--frame-stride", type=int, default=None, help="process every N-th frame (default from config)")
+    s.add_argument("--width", type=int, default=960, help="clip width in pixels")
+    s.add_argument("--height", type=int, default=540, help="clip height in pixels")
+    s.add_argument("--fps", type=float, default=25.0, help="clip frame rate")
+    s.add_argument("--lighting", choices=("day", "dusk", "night"), default="day", help="scene lighting")
+    s.add_argument("--frame-stride", type=int, default=None, help="process every N-th frame (default: default_frame_stride of the settings)")
     s.add_argument("--detector", help="detector weights (default: the demo detector in yolo_worker/bundle/demo)")
     s.add_argument("--main-model", help="main-model bundle (default: main_worker/bundle/demo/main.pt)")
     s.add_argument("--cmt-model", help="a second bundle: Baseline vs CMT compare mode (e.g. main_worker/bundle/demo/cmt.pt)")

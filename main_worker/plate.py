@@ -40,7 +40,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..worker_utils.imaging import DEFAULT_PAD_VALUE
-from ..worker_utils.runtimes import openvino_available
+from ..worker_utils.runtimes import openvino_available, precision_name
 from ..worker_utils.vocab import is_valid_plate, normalize_plate
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class OpenVinoOcr:
         self.streams = int(self._det_many.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         rec = core.compile_model(core.read_model(rec_path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         self._rec = rec.create_infer_request()
-        self.precision = str(rec.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = precision_name(rec.get_property("INFERENCE_PRECISION_HINT"))
         self._queue: Any = None
 
     def detect(self, x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 
 from helpers import worker_env
 
-COMMANDS = ["stack", "setup", "send-video", "status", "redrive"]
+COMMANDS = ["stack", "setup", "send-video", "status", "redrive", "reconcile", "demo", "analyze"]
 
 
 def run_cli(*args, env=None, cwd=None):
@@ -25,6 +25,28 @@ def test_top_level_help_lists_commands():
     for c in COMMANDS:
         assert c in r.stdout
     assert "stack up" in r.stdout  # the quick-start epilog
+    # the "By hand" list starts the two workers, as systemd does
+    assert "python -m video_analysis.yolo_worker.run_poller" in r.stdout
+    assert "python -m video_analysis.main_worker.run_poller" in r.stdout
+
+
+@pytest.mark.parametrize("command", ["--help", *(f"{c} --help" for c in COMMANDS)])
+def test_help_is_plain_and_says_each_default_once(command):
+    r = run_cli(*command.split())
+    assert r.returncode == 0
+    text = r.stdout
+    assert "``" not in text and ":func:" not in text and ":class:" not in text  # no reST markup
+    assert "(default: None)" not in text and "(default: False)" not in text
+    # one option's help, joined across its wrapped lines, names its default at most once
+    options, current = [], ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("-") or not line.strip():
+            options.append(current)
+            current = line
+        else:
+            current += " " + line.strip()
+    options.append(current)
+    assert [o for o in options if o.count("(default") > 1] == []
 
 
 @pytest.mark.parametrize("command", COMMANDS)

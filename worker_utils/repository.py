@@ -295,3 +295,62 @@ def finish_analyses(db: Database, items: Sequence[tuple[str, list[dict[str, Any]
             cur.execute("UPDATE image_analyses SET status = 'done', error = NULL, updated_at = now()"
                         " WHERE id = ANY(%s::uuid[])", (done,))
         return written
+
+
+# --- reconcile: rows whose message was lost (worker_utils/reconcile.py) ----------------------------
+#
+# "Stuck" is judged by time only (a message in flight cannot be looked up by row): a row still
+# waiting or running that nothing has touched for ``older_than_s`` seconds.  A video's activity
+# is its row's updated_at and its newest snapshot row (snapshots flow out while it is read).
+
+STUCK_VIDEO_STATUSES = ("uploaded", "queued", "processing")
+STUCK_ANALYSIS_STATUSES = ("queued", "processing")
+
+
+def stuck_videos(db: Database, *, older_than_s: Optional[float] = None,
+                 video_id: Optional[str] = None) -> list[dict[str, Any]]:
+    """Videos in :data:`STUCK_VIDEO_STATUSES` idle for ``older_than_s`` (None: any age), or only
+    ``video_id``; each with ``idle_s`` (seconds since its last activity), oldest first."""
+    return db.fetchall(
+        "SELECT v.id::text AS id, v.workspace_id::text AS workspace_id, v.workspace_code, v.camera_code,"
+        " v.s3_key_raw, v.frame_stride, v.recorded_at, v.status, v.updated_at,"
+        " extract(epoch FROM now() - GREATEST(v.updated_at, max(a.created_at)))::float AS idle_s"
+        " FROM videos v LEFT JOIN image_analyses a ON a.video_id = v.id"
+        " WHERE v.status = ANY(%(statuses)s) AND (%(vid)s::uuid IS NULL OR v.id = %(vid)s::uuid)"
+        " GROUP BY v.id"
+        " HAVING %(age)s::float IS NULL"
+        " OR extract(epoch FROM now() - GREATEST(v.updated_at, max(a.created_at))) >= %(age)s::float"
+        " ORDER BY idle_s DESC, v.id",
+        {"statuses": list(STUCK_VIDEO_STATUSES), "vid": video_id, "age": older_than_s},
+    )
+
+
+def stuck_analyses(db: Database, *, older_than_s: Optional[float] = None,
+                   video_id: Optional[str] = None) -> list[dict[str, Any]]:
+    """Analyses in :data:`STUCK_ANALYSIS_STATUSES` untouched for ``older_than_s`` (None: any age),
+    or only ``video_id``'s; with their video's codes and recorded_at, oldest first."""
+    return db.fetchall(
+        "SELECT a.id::text AS id, a.video_id::text AS video_id, a.workspace_id::text AS workspace_id,"
+        " v.workspace_code, v.camera_code, v.recorded_at, a.track_id, a.snapshot_s3_key, a.detected_in_ms,"
+        " a.yolo_type, a.status, a.updated_at, extract(epoch FROM now() - a.updated_at)::float AS idle_s"
+        " FROM image_analyses a JOIN videos v ON v.id = a.video_id"
+        " WHERE a.status = ANY(%(statuses)s) AND (%(vid)s::uuid IS NULL OR a.video_id = %(vid)s::uuid)"
+        " AND (%(age)s::float IS NULL OR a.updated_at <= now() - make_interval(secs => %(age)s::float))"
+        " ORDER BY a.updated_at, a.snapshot_s3_key",
+        {"statuses": list(STUCK_ANALYSIS_STATUSES), "vid": video_id, "age": older_than_s},
+    )
+
+
+def requeue_video(db: Database, video_id: str, status: str, updated_at: Any) -> bool:
+    """Mark a stuck video ``queued`` again before its task is re-sent, only if the row is still as
+    it was read (same status and updated_at): False when a worker touched it meanwhile."""
+    n = db.execute("UPDATE videos SET status = 'queued', error = NULL, updated_at = now()"
+                   " WHERE id = %s AND status = %s AND updated_at = %s", (video_id, status, updated_at))
+    return n > 0
+
+
+def requeue_analysis(db: Database, analysis_id: str, status: str, updated_at: Any) -> bool:
+    """:func:`requeue_video` for an analysis row."""
+    n = db.execute("UPDATE image_analyses SET status = 'queued', error = NULL, updated_at = now()"
+                   " WHERE id = %s AND status = %s AND updated_at = %s", (analysis_id, status, updated_at))
+    return n > 0

@@ -16,7 +16,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReceivedMessage:
-    """One received SQS message. ``receive_count`` is ApproximateReceiveCount (1 = first delivery)."""
+    """One received SQS message. ``receive_count`` is ApproximateReceiveCount (1 = first delivery).
+
+    ``attributes`` are SQS's system attributes (ApproximateReceiveCount, SentTimestamp);
+    ``message_attributes`` the sender's, as SQS returns them (``{name: {"DataType": ..,
+    "StringValue": ..}}``); :attr:`string_attributes` the same as plain ``{name: value}``."""
 
     message_id: str
     receipt_handle: str
@@ -24,6 +28,11 @@ class ReceivedMessage:
     receive_count: int = 1
     attributes: Mapping[str, str] = field(default_factory=dict)
     message_attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def string_attributes(self) -> dict[str, str]:
+        """The message attributes as ``{name: string value}`` (every one this project sends is a String)."""
+        return {k: str(v.get("StringValue", "")) for k, v in self.message_attributes.items() if isinstance(v, Mapping)}
 
 
 class SqsQueues:

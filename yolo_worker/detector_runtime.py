@@ -35,7 +35,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..worker_utils.offline import ultralytics_offline
-from ..worker_utils.runtimes import openvino_available
+from ..worker_utils.runtimes import openvino_available, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class OpenVinoModel(OnnxModel):
                                           {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file
             raise ExportFailed(f"OpenVINO cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
-        self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.request = compiled.create_infer_request()
         return list(compiled.inputs[0].get_partial_shape().to_shape())
 

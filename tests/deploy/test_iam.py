@@ -474,8 +474,10 @@ def recorded(stack, clip_factory, tmp_path_factory):
     finally:
         codes = {role: _stop(p, s.stop_timeout_s + 15) for role, p in procs.items()}
     assert codes == {"yolo_worker": 0, "main_worker": 0}, codes
-    cli("ops", "redrive", "video")  # the operator moves the dead letter back (after a fix)
-    cli("ops", "redrive", "snapshot", "--copy")
+    # the operator moves the dead letters back (after a fix; a permanent code must be named)
+    cli("ops", "redrive", "video", "--code", "invalid_message")
+    cli("ops", "redrive", "snapshot", "--code", "invalid_message", "--dry-run")
+    cli("ops", "redrive", "snapshot", "--code", "invalid_message")
     return s, {role: read_calls(out / f"{role}.jsonl") for role in POLICIES}
 
 
