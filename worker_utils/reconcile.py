@@ -110,28 +110,34 @@ def snapshot_key(row: Mapping[str, Any], settings: Settings) -> Optional[str]:
         return None
 
 
+_VALIDATORS = {"process_video": validate_video_task, "snapshot_ready": validate_snapshot_ready}
+
+
+def _resend_or_error(base: dict, message: dict, schema: str, queue: str, object_present: bool, gone: str,
+                     settings: Settings) -> Action:
+    """Resend ``message`` when it validates and its object is there, else mark the row error (pure)."""
+    try:
+        _VALIDATORS[schema](message, settings)
+    except ValidationFailed as exc:
+        return Action("error", why=f"reconcile: the rows cannot form a valid {message['event']}: {exc.reason}", **base)
+    if not object_present:
+        return Action("error", why=f"reconcile: {gone}", **base)
+    return Action("resend", why=f"no activity; {message['event']} sent again", queue=queue, schema=schema,
+                  message=message, **base)
+
+
 def plan(videos: Sequence[Mapping[str, Any]], analyses: Sequence[Mapping[str, Any]],
          exists: Mapping[str, bool], settings: Settings) -> list[Action]:
     """One action per stuck row (pure).  ``exists``: S3 key -> whether the object is there."""
     actions: list[Action] = []
-    resent_videos: set[str] = set()
     for v in videos:
         base = dict(table="videos", row_id=v["id"], video_id=v["id"], status=v["status"], idle_s=float(v["idle_s"]),
                     updated_at=v["updated_at"], key=v["s3_key_raw"])
-        msg = video_message(v)
-        try:
-            validate_video_task(msg, settings)
-        except ValidationFailed as exc:
-            actions.append(Action("error", why=f"reconcile: its row cannot form a valid PROCESS_VIDEO: {exc.reason}",
-                                  **base))
-            continue
-        if not exists.get(v["s3_key_raw"], False):
-            actions.append(Action("error", why=f"reconcile: the video's object s3://{settings.bucket}/{v['s3_key_raw']} "
-                                              "is gone; upload it again and send the video again", **base))
-            continue
-        resent_videos.add(v["id"])
-        actions.append(Action("resend", why="no activity; PROCESS_VIDEO sent again", queue=settings.video_queue,
-                              schema="process_video", message=msg, **base))
+        actions.append(_resend_or_error(
+            base, video_message(v), "process_video", settings.video_queue, exists.get(v["s3_key_raw"], False),
+            f"the video's object s3://{settings.bucket}/{v['s3_key_raw']} is gone; upload it again and send the "
+            "video again", settings))
+    resent_videos = {a.row_id for a in actions if a.kind == "resend"}
     for a in analyses:
         base = dict(table="image_analyses", row_id=a["id"], video_id=a["video_id"], status=a["status"],
                     idle_s=float(a["idle_s"]), updated_at=a["updated_at"], key=a["snapshot_s3_key"])
@@ -139,19 +145,10 @@ def plan(videos: Sequence[Mapping[str, Any]], analyses: Sequence[Mapping[str, An
             actions.append(Action("covered", why="its video is sent again, which announces its snapshots again",
                                   **base))
             continue
-        msg = snapshot_message(a)
-        try:
-            validate_snapshot_ready(msg, settings)
-        except ValidationFailed as exc:
-            actions.append(Action("error", why=f"reconcile: its rows cannot form a valid SNAPSHOT_READY: {exc.reason}",
-                                  **base))
-            continue
-        if not exists.get(snapshot_key(a, settings) or "", False):
-            actions.append(Action("error", why=f"reconcile: the snapshot {a['snapshot_s3_key']} is gone; the video "
-                                              "must be processed again to make it", **base))
-            continue
-        actions.append(Action("resend", why="no activity; SNAPSHOT_READY sent again", queue=settings.snapshot_queue,
-                              schema="snapshot_ready", message=msg, **base))
+        actions.append(_resend_or_error(
+            base, snapshot_message(a), "snapshot_ready", settings.snapshot_queue,
+            exists.get(snapshot_key(a, settings) or "", False),
+            f"the snapshot {a['snapshot_s3_key']} is gone; the video must be processed again to make it", settings))
     return actions
 
 
