@@ -80,7 +80,9 @@ EXTRAS = {
             *((a, arn_sqs(d)) for d in DLQS
               for a in ("sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:ReceiveMessage",
                         "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")),
-            *(("sqs:SendMessage", arn_sqs(q)) for q in DLQS.values())},
+            *(("sqs:SendMessage", arn_sqs(q)) for q in DLQS.values()),
+            # `reconcile`: HeadObject on a stuck row's video or snapshot before sending its message again
+            ("s3:GetObject", RAW), ("s3:GetObject", SNAPS)},
 }
 
 
@@ -478,6 +480,9 @@ def recorded(stack, clip_factory, tmp_path_factory):
     cli("ops", "redrive", "video", "--code", "invalid_message")
     cli("ops", "redrive", "snapshot", "--code", "invalid_message", "--dry-run")
     cli("ops", "redrive", "snapshot", "--code", "invalid_message")
+    # ... and looks for rows whose message was lost (the video made to look stuck; a dry run)
+    db.execute("UPDATE videos SET status = 'queued' WHERE id = %s", (vid,))
+    assert "PROCESS_VIDEO" in cli("ops", "reconcile", "--video", vid)
     return s, {role: read_calls(out / f"{role}.jsonl") for role in POLICIES}
 
 
@@ -517,7 +522,7 @@ EXPECTED = {
                     ("sqs", "GetQueueUrl")},
     "api": {("sqs", "SendMessage"), ("sqs", "GetQueueUrl")},
     "ops": {("s3", "CreateBucket"), ("sqs", "CreateQueue"), ("sqs", "GetQueueAttributes"), ("sqs", "ReceiveMessage"),
-            ("sqs", "SendMessage"), ("sqs", "DeleteMessage")},
+            ("sqs", "SendMessage"), ("sqs", "DeleteMessage"), ("s3", "HeadObject")},
 }
 
 
