@@ -1,233 +1,206 @@
-"""Main-model bundles: the file formats main_worker loads, and the built-in network.
+"""Main models: which format a file is, loading it with nothing in it run, and the start-up check.
 
-Two formats, chosen by what the file holds (see the README, "Main-model bundle format"):
+:func:`load_bundle` chooses the format by what the file is (main_worker/formats/sniff.py reads
+it; nothing is unpickled to find out):
 
-1. **CVITX bundle** (``torch.save`` of a plain dict, loaded with ``weights_only=True``)::
+* a ``.pt`` written by ``torch.save`` whose pickle references only tensors: loaded with
+  ``torch.load(weights_only=True)``; a CVITX bundle (``cvitx-main-bundle/1``,
+  formats/bundle.py) loads, a bare state_dict is refused with the export commands to use;
+* a ``.pt`` whose pickle references ultralytics' network classes: an ultralytics classify
+  checkpoint with ``Type|Make|Model`` names (formats/ultralytics_cls.py), loaded the way
+  ultralytics loads it only after every reference was checked to be a tensor or an nn.Module
+  class of ``ultralytics.nn`` / ``torch.nn.modules``;
+* any other pickle (a pickled nn.Module of another package, anything naming ``builtins.open``,
+  ``os.system`` ...): refused before anything unpickles it, with the export commands;
+* ONNX (``.onnx``), OpenVINO IR (``.xml`` + ``.bin``), ``torch.export`` (``.pt2`` layout) and
+  TorchScript (``constants.pkl`` + ``code/`` layout): with the model card beside them
+  (formats/card.py), run by formats/{onnx,openvino_ir,torch_export,torchscript}.py.
 
-       {"format": "cvitx-main-bundle/1",
-        "model_name": str, "version": str,
-        "arch": {"name": "tinynet", "width": 16, "input_size": 128},
-        "state_dict": {...},                      # TinyNet weights
-        "input": {"size": 640, "channel_order": "RGB", "mean": [3 floats], "std": [3 floats]},
-        "labels": {"type": [...8 taxonomy names], "make": [...], "model": [...],
-                   "color_base": [...], "finish": [null, "Matte", "Metallic"], "lightness": [null, "Light"]},
-        "hierarchy": {"make_type": {make: type}, "model_make": {model: make}},
-        "metrics": {...}}                         # optional, informative
-
-   Input: a batch of 640x640 BGR uint8 snapshots; converted to RGB, scaled to 0..1 and
-   normalised with ``mean``/``std``.  TinyNet's first layer area-averages 640 -> ``input_size``
-   (an exact integer factor), so :meth:`Bundle.predict` does that step with OpenCV's
-   INTER_AREA before building the tensor (identical up to uint8 rounding, 25x less memory).
-   Heads missing from ``labels`` are simply absent (a Type-only bundle works).
-
-2. **ultralytics classify checkpoint** (``yolov8n-cls.pt`` style) whose class names are
-   hierarchical paths ``"Type|Make|Model"`` (``"Type|Make"`` and ``"Type"`` allowed).  The
-   leaf probabilities are summed into Type, Make and Model heads; the hierarchy comes from
-   the names.  No colour head: main_worker's classical estimator gives the colour.
-   The leaves themselves are kept (``paths``, and a ``"path"`` entry in ``predict``'s
-   output), and the worker decodes over them: a make may sit under several types
-   ("Car|Toyota|Vios", "SUV|Toyota|Fortuner") and a path may stop at the type or make.
-
-:func:`load_bundle` tells them apart and returns an object with ``model_name``, ``version``,
-``labels``, ``hierarchy`` and ``predict(batch) -> {head: N x C probabilities}``.
+Every loaded model then passes :func:`startup_check`: one forward pass on a blank snapshot,
+each head's size against its labels, the hierarchy decodable; any failure is a
+:class:`BundleError` (code ``model_config``) naming the file, the key and the fix, and the
+worker refuses to start (exit 2).
 """
 from __future__ import annotations
 
+import logging
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from ..worker_utils.errors import ValidationFailed
+from .formats.bundle import FORMAT, IMAGENET_MEAN, IMAGENET_STD, Bundle, build_tinynet, save_bundle, to_tensor
+from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError
+from .formats.sniff import FileKind, describe_globals, foreign_globals, is_ultralytics, sniff
+from .formats.ultralytics_cls import UltralyticsHierBundle
 
-FORMAT = "cvitx-main-bundle/1"
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+__all__ = ["FORMAT", "IMAGENET_MEAN", "IMAGENET_STD", "Bundle", "BundleError", "UltralyticsHierBundle",
+           "build_tinynet", "save_bundle", "to_tensor", "load_bundle", "startup_check", "summary", "EXPORT_HELP"]
+log = logging.getLogger(__name__)
 
-
-class BundleError(ValidationFailed):
-    code = "model_config"
-
-
-def build_tinynet(heads: dict[str, int], width: int = 16, input_size: int = 128, src_size: int = 640) -> Any:
-    """A small CNN: area-pool 640 -> ``input_size``, a stride-2 stem and three stride-2 stages of
-    two 3x3 convs (``width`` .. 8x``width`` channels; about 45 M multiply-adds at 128 px and
-    width 16), global average pool, one linear layer per head.
-    ``forward(x)`` takes N x 3 x S x S normalised RGB (S = 640 or ``input_size``) and
-    returns ``{head: N x C logits}``."""
-    import torch
-    from torch import nn
-
-    if src_size % input_size:
-        raise ValueError(f"input_size {input_size} must divide {src_size}")
-
-    def block(cin: int, cout: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-    class TinyNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.pool = src_size // input_size
-            self.input_size = input_size
-            w = width
-            stem = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
-            self.features = nn.Sequential(stem, block(w, 2 * w, 2), block(2 * w, 4 * w, 2), block(4 * w, 8 * w, 2),
-                                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2))
-            # "h_" prefix: ModuleDict keys may not shadow Module attributes ("type" does).
-            self.heads = nn.ModuleDict({f"h_{h}": nn.Linear(8 * w, n) for h, n in heads.items()})
-
-        def forward(self, x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
-            if x.shape[-1] != self.input_size:
-                x = torch.nn.functional.avg_pool2d(x, self.pool)
-            f = self.features(x)
-            return {h[2:]: head(f) for h, head in self.heads.items()}
-
-    return TinyNet()
+EXPORT_HELP = ("export the network instead: torch.onnx.export(model.eval(), torch.zeros(2, 3, S, S), 'main.onnx', "
+               "input_names=['images'], output_names=['type', 'make', 'model'], dynamic_axes={'images': {0: 'n'}}, "
+               "dynamo=False), or torch.export.save(torch.export.export(model.eval(), (torch.zeros(2, 3, S, S),), "
+               "dynamic_shapes=({0: torch.export.Dim('n', min=1, max=64)},)), 'main.pt2'); then write the model "
+               "card main.json beside it (README, 'Bring your own models')")
+CARD_FORMATS = {"onnx": "onnx", "openvino_ir": "openvino-ir", "torch_export": "torch.export", "torchscript": "torchscript"}
 
 
-def to_tensor(batch_bgr: np.ndarray, mean, std, size: int) -> Any:
-    """N x 640 x 640 x 3 BGR uint8 -> N x 3 x size x size normalised RGB float32 tensor."""
+def _runner(kind: str, path: Path) -> Any:
+    if kind == "onnx":
+        from .formats.onnx import onnx_runner
+
+        return onnx_runner(path)
+    if kind == "openvino_ir":
+        from .formats.openvino_ir import OpenVinoRunner
+
+        return OpenVinoRunner(path)
+    if kind == "torch_export":
+        from .formats.torch_export import torch_export_runner
+
+        return torch_export_runner(path)
+    from .formats.torchscript import torchscript_runner
+
+    return torchscript_runner(path)
+
+
+def _load_pickle(path: Path, found: FileKind) -> Any:
+    """A ``torch.save`` archive: a CVITX bundle, an ultralytics checkpoint or a refusal."""
     import torch
 
-    if batch_bgr.ndim != 4 or batch_bgr.shape[-1] != 3:
-        raise ValueError(f"expected N x H x W x 3 BGR images, got {batch_bgr.shape}")
-    if batch_bgr.shape[1] != size:
-        batch_bgr = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in batch_bgr])
-    x = torch.from_numpy(np.ascontiguousarray(batch_bgr[..., ::-1])).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+    if is_ultralytics(found.globals) and not found.unresolved:
+        from .formats.ultralytics_cls import check_globals
 
-
-class Bundle:
-    """A loaded CVITX bundle (format 1)."""
-
-    def __init__(self, data: dict, path: Path):
-        import torch
-
-        self.path = path
-        self.model_name = str(data.get("model_name", path.stem))
-        self.version = str(data.get("version", "unknown"))
-        self.labels: dict[str, list] = {k: list(v) for k, v in data["labels"].items()}
-        self.hierarchy: dict[str, dict[str, str]] = data.get("hierarchy", {})
-        self.metrics = data.get("metrics", {})
-        inp = data.get("input", {})
-        self.mean, self.std = inp.get("mean", IMAGENET_MEAN), inp.get("std", IMAGENET_STD)
-        arch = data.get("arch", {})
-        if arch.get("name") != "tinynet":
-            raise BundleError(f"{path}: unknown architecture {arch.get('name')!r} (this version knows 'tinynet')")
-        self.input_size = int(arch.get("input_size", 128))
-        self.net = build_tinynet({h: len(v) for h, v in self.labels.items()}, int(arch.get("width", 16)),
-                                 self.input_size, int(inp.get("size", 640)))
+        check_globals(path, found.globals)
         try:
-            missing, unexpected = self.net.load_state_dict(data["state_dict"], strict=False)
-        except RuntimeError as exc:  # tensor shapes differ from what the label maps imply
-            first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc)[:200])
-            raise BundleError(f"{path}: weights do not match the label maps ({first}); was the bundle edited "
-                              "by hand?") from None
-        if missing or unexpected:
-            raise BundleError(f"{path}: weights do not match the label maps (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); was the bundle edited by hand?")
-        self.net.eval()
-        self._torch = torch
-
-    def predict(self, batch_bgr: np.ndarray) -> dict[str, np.ndarray]:
-        """``{head: N x C probabilities}`` for N x 640 x 640 x 3 BGR uint8 snapshots."""
-        torch = self._torch
-        with torch.inference_mode():
-            logits = self.net(to_tensor(batch_bgr, self.mean, self.std, self.input_size))
-        return {h: torch.softmax(v, dim=1).numpy() for h, v in logits.items()}
-
-
-class UltralyticsHierBundle:
-    """An ultralytics classify checkpoint with ``Type|Make|Model`` class names."""
-
-    def __init__(self, path: Path):
-        from ..worker_config import TAXONOMY
-        from ..worker_utils.offline import ultralytics_offline
-
-        ultralytics_offline()
-        from ultralytics import YOLO
-
-        self.path = path
-        self.yolo = YOLO(str(path), task="classify")
-        names = [self.yolo.names[i] for i in range(len(self.yolo.names))]
-        parts = [n.split("|") for n in names]
-        bad = [n for n, p in zip(names, parts) if p[0] not in TAXONOMY or len(p) > 3]
-        if bad:
-            raise BundleError(f"{path}: class names {bad[:3]} are not 'Type|Make|Model' paths over the taxonomy "
-                              f"{list(TAXONOMY)}")
-        self.model_name, self.version = path.stem, "ultralytics-classify"
-        # Leaf paths in class-index order: (type, make|None, model|None); the worker decodes
-        # over these (make_type below is one type per make, which shared makes break).
-        self.paths = [tuple(p + [None] * (3 - len(p))) for p in parts]
-        makes = sorted({p[1] for p in parts if len(p) > 1})
-        models = sorted({p[2] for p in parts if len(p) > 2})
-        self.labels = {"type": list(TAXONOMY), "make": makes, "model": models}
-        self.hierarchy = {"make_type": {p[1]: p[0] for p in parts if len(p) > 1},
-                          "model_make": {p[2]: p[1] for p in parts if len(p) > 2}}
-        # Leaf -> head index matrices (leaves x classes): probabilities sum into each head.
-        self._maps = {}
-        for head, pos, vocab in (("type", 0, self.labels["type"]), ("make", 1, makes), ("model", 2, models)):
-            if not vocab:
-                continue
-            m = np.zeros((len(names), len(vocab)), np.float32)
-            for i, p in enumerate(parts):
-                if len(p) > pos:
-                    m[i, vocab.index(p[pos])] = 1.0
-            self._maps[head] = m
-
-    def predict(self, batch_bgr: np.ndarray) -> dict[str, np.ndarray]:
-        res = self.yolo.predict(list(batch_bgr), verbose=False, save=False)
-        leaf = np.stack([r.probs.data.cpu().numpy() for r in res]).astype(np.float32)
-        out = {"path": leaf / np.clip(leaf.sum(axis=1, keepdims=True), 1e-9, None)}
-        for head, m in self._maps.items():
-            p = leaf @ m
-            out[head] = p / np.clip(p.sum(axis=1, keepdims=True), 1e-9, None)
-        return out
+            return UltralyticsHierBundle(path)
+        except BundleError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BundleError(f"{path}: ultralytics cannot load this checkpoint as a classifier with 'Type|Make|Model' "
+                              f"names: {type(exc).__name__}: {str(exc)[:300]}") from None
+    foreign = foreign_globals(found.globals)
+    if foreign or found.unresolved:
+        what = describe_globals(foreign) if foreign else "objects it names indirectly"
+        raise BundleError(f"{path}: refused, not loaded: a pickled Python object that references {what}; unpickling "
+                          f"it would import and run that code (a pickled nn.Module?); {EXPORT_HELP}")
+    try:  # tensors only: the safe loader cannot run anything either
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated or damaged
+        raise BundleError(f"{path} is neither a CVITX bundle ({FORMAT}) nor any model format this worker knows: "
+                          f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return _bundle(data, path)
+    raise BundleError(f"{path}: refused: a state_dict (weights without the network), which no worker can run; "
+                      f"{EXPORT_HELP}")
 
 
-def load_bundle(path: str | Path) -> Bundle | UltralyticsHierBundle:
-    """Load a main-model file in either format; BundleError says what is wrong with it."""
-    import torch
+def _bundle(data: dict, path: Path) -> Bundle:
+    try:
+        return Bundle(data, path)
+    except KeyError as exc:
+        raise BundleError(f"{path}: bundle lacks the {exc} entry (see README, main-model bundle format)") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{path}: malformed {FORMAT} bundle ({type(exc).__name__}: {exc}); see README, "
+                          "main-model bundle format") from None
+
+
+def load_bundle(path: str | Path, *, check: bool = True) -> Any:
+    """Load a main-model file in whichever format it is (see the module docstring) and, with
+    ``check``, run :func:`startup_check` on it; BundleError says what is wrong and how to fix it."""
+    from .formats.card import CardModel, load_card
 
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"main model bundle {path} does not exist or is not a file")
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not a plain dict: maybe an ultralytics checkpoint
-        data = None
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        try:
-            return Bundle(data, path)
-        except KeyError as exc:
-            raise BundleError(f"{path}: bundle lacks the {exc} entry (see README, main-model bundle format)") from None
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise BundleError(f"{path}: malformed {FORMAT} bundle ({type(exc).__name__}: {exc}); see README, "
-                              "main-model bundle format") from None
+        found = sniff(path)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read it ({exc})") from None
+    if found.kind == "torch_pickle":
+        model = _load_pickle(path, found)
+    elif found.kind in CARD_FORMATS:
+        card = load_card(path)  # the card first: a model without one is refused before it is loaded
+        model = CardModel(path, card, _runner(found.kind, path), CARD_FORMATS[found.kind])
+    else:
+        raise BundleError(f"{path} is neither a CVITX bundle ({FORMAT}) nor an ultralytics classify checkpoint, ONNX "
+                          "(.onnx), OpenVINO IR (.xml), torch.export (.pt2) or TorchScript archive; "
+                          f"{EXPORT_HELP}")
+    if check:
+        startup_check(model)
+    return model
+
+
+def blank_snapshots(n: int = 1) -> np.ndarray:
+    """``n x 640 x 640 x 3`` BGR uint8 letterbox grey: what the start-up check feeds a model."""
+    return np.full((n, SNAPSHOT_SIZE, SNAPSHOT_SIZE, 3), BLANK_VALUE, np.uint8)
+
+
+def head_problems(sizes: dict[str, tuple[int, ...]], labels: dict[str, list], n: int) -> list[tuple[str, str]]:
+    """``(head, problem)`` for each labelled head whose output is missing or not ``n x len(labels)``
+    (pure: ``sizes`` are the output shapes of one forward pass of ``n`` snapshots)."""
+    out = []
+    for head, values in labels.items():
+        shape = sizes.get(head)
+        if shape is None:
+            out.append((head, "the model gives no output for it"))
+        elif tuple(shape) != (n, len(values)):
+            out.append((head, f"the output has {shape[1] if len(shape) == 2 else list(shape)} scores per snapshot "
+                              f"but labels.{head} lists {len(values)} labels"))
+    return out
+
+
+def startup_check(model: Any) -> None:
+    """One forward pass on a blank snapshot: every head present, its size equal to its labels',
+    finite scores, and a hierarchy the worker can decode; BundleError naming the file and key."""
+    from .worker import hierarchy_of
+
+    path = getattr(model, "path", "the main model")
+    where = getattr(model, "card_path", path)
+    raw = getattr(model, "raw_heads", None)
+    labels = getattr(model, "card_labels", None) or model.labels
     try:
-        return UltralyticsHierBundle(path)
-    except BundleError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise BundleError(f"{path} is neither a CVITX bundle ({FORMAT}) nor an ultralytics classify checkpoint "
-                          f"with 'Type|Make|Model' names: {type(exc).__name__}: {exc}") from None
+        heads = raw(blank_snapshots()) if raw else model.predict(blank_snapshots())
+    except KeyError as exc:  # an output the card names is not there
+        raise BundleError(f"{where}: outputs: {exc.args[0]}; name an output the model has") from None
+    except Exception as exc:  # noqa: BLE001 - the model cannot run on a 640x640 snapshot
+        raise BundleError(f"{path}: the start-up forward pass on a blank 640x640 snapshot failed "
+                          f"({type(exc).__name__}: {str(exc)[:300]}); check input.size and the export") from None
+    problems = head_problems({h: np.shape(v) for h, v in heads.items()}, labels, 1)
+    if problems:
+        head, problem = problems[0]
+        raise BundleError(f"{where}: labels.{head}: {problem}; make labels.{head} match the model's output "
+                          f"(or outputs.{head} name the right one)")
+    bad = sorted(h for h, v in heads.items() if h in labels and not np.all(np.isfinite(v)))
+    if bad:
+        raise BundleError(f"{path}: head {bad[0]} gives NaN or infinite scores on a blank snapshot; check the export")
+    try:
+        hierarchy_of(model)
+    except ValueError as exc:
+        raise BundleError(f"{where}: hierarchy: {exc}; map every make to a type and every model to a make") from None
 
 
-def save_bundle(path: str | Path, net: Any, labels: dict, hierarchy: dict, *, model_name: str, version: str,
-                width: int, input_size: int, metrics: dict | None = None) -> Path:
-    """Write a CVITX bundle (format 1) for a TinyNet; weights stored as float32."""
-    import torch
+def summary(model: Any, *, latency_runs: int = 0) -> dict[str, Any]:
+    """What check-model prints and the worker logs at start-up: format, runtime, precision,
+    input size, heads with label counts, hierarchy size (paths), and with ``latency_runs`` the
+    median milliseconds per snapshot of a batch of one."""
+    from .worker import hierarchy_of
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "model_name": model_name, "version": version,
-            "arch": {"name": "tinynet", "width": width, "input_size": input_size},
-            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "input": {"size": 640, "channel_order": "RGB", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
-            "labels": labels, "hierarchy": hierarchy, "metrics": metrics or {}}
-    torch.save(data, str(path))
-    return path
+    out: dict[str, Any] = {"model_name": model.model_name, "version": model.version,
+                           "format": getattr(model, "format_name", type(model).__name__),
+                           "runtime": getattr(model, "runtime", "?"), "precision": getattr(model, "precision", "?"),
+                           "input_size": getattr(model, "input_size", None),
+                           "heads": {h: len(v) for h, v in model.labels.items()},
+                           "hierarchy_paths": int(len(hierarchy_of(model).path_type))}
+    if latency_runs:
+        x = blank_snapshots()
+        model.predict(x)  # warm-up
+        times = []
+        for _ in range(latency_runs):
+            t0 = time.perf_counter()
+            model.predict(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        out["median_ms"] = round(statistics.median(times), 2)
+    return out
