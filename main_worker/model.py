@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .formats.bundle import FORMAT, IMAGENET_MEAN, IMAGENET_STD, Bundle, build_tinynet, save_bundle, to_tensor
-from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError
+from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError, one_line
 from .formats.sniff import FileKind, describe_globals, foreign_globals, is_ultralytics, sniff
 from .formats.ultralytics_cls import UltralyticsHierBundle
 
@@ -80,7 +80,7 @@ def _load_pickle(path: Path, found: FileKind) -> Any:
             raise
         except Exception as exc:  # noqa: BLE001
             raise BundleError(f"{path}: ultralytics cannot load this checkpoint as a classifier with 'Type|Make|Model' "
-                              f"names: {type(exc).__name__}: {str(exc)[:300]}") from None
+                              f"names: {one_line(exc)}") from None
     foreign = foreign_globals(found.globals)
     if foreign or found.unresolved:
         what = describe_globals(foreign) if foreign else "objects it names indirectly"
@@ -90,7 +90,7 @@ def _load_pickle(path: Path, found: FileKind) -> Any:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated or damaged
         raise BundleError(f"{path} is neither a CVITX bundle ({FORMAT}) nor any model format this worker knows: "
-                          f"{type(exc).__name__}: {str(exc)[:200]}") from None
+                          f"{one_line(exc)}") from None
     if isinstance(data, dict) and data.get("format") == FORMAT:
         return _bundle(data, path)
     raise BundleError(f"{path}: refused: a state_dict (weights without the network), which no worker can run; "
@@ -103,7 +103,7 @@ def _bundle(data: dict, path: Path) -> Bundle:
     except KeyError as exc:
         raise BundleError(f"{path}: bundle lacks the {exc} entry (see README, main-model bundle format)") from None
     except (TypeError, ValueError, AttributeError) as exc:
-        raise BundleError(f"{path}: malformed {FORMAT} bundle ({type(exc).__name__}: {exc}); see README, "
+        raise BundleError(f"{path}: malformed {FORMAT} bundle ({one_line(exc)}); see README, "
                           "main-model bundle format") from None
 
 
@@ -130,6 +130,7 @@ def load_bundle(path: str | Path, *, check: bool = True) -> Any:
                           f"{EXPORT_HELP}")
     if check:
         startup_check(model)
+        log.info("main model ready", extra={"path": str(path), **summary(model)})
     return model
 
 
@@ -167,7 +168,7 @@ def startup_check(model: Any) -> None:
         raise BundleError(f"{where}: outputs: {exc.args[0]}; name an output the model has") from None
     except Exception as exc:  # noqa: BLE001 - the model cannot run on a 640x640 snapshot
         raise BundleError(f"{path}: the start-up forward pass on a blank 640x640 snapshot failed "
-                          f"({type(exc).__name__}: {str(exc)[:300]}); check input.size and the export") from None
+                          f"({one_line(exc)}); check input.size and the export") from None
     problems = head_problems({h: np.shape(v) for h, v in heads.items()}, labels, 1)
     if problems:
         head, problem = problems[0]

@@ -131,3 +131,9 @@ class TorchRunner:
     def run(self, x: np.ndarray) -> list[tuple[Optional[str], np.ndarray]]:
         arrays = run_batched(self._run, x, self.fixed_batch)
         return list(zip(self._names, arrays))
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of an exception on one line (runtimes raise multi-line texts), cut at ``limit``."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from ...worker_utils.runtimes import openvino_available
-from .common import BundleError, run_batched
+from .common import BundleError, one_line, run_batched
 
 log = logging.getLogger(__name__)
 ORT_PRECISION = {"tensor(float)": "f32", "tensor(float16)": "f16", "tensor(double)": "f64"}
@@ -40,7 +40,7 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
-            raise BundleError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc)[:300]}); "
+            raise BundleError(f"{path}: ONNX Runtime cannot load it ({one_line(exc)}); "
                               "re-export it with torch.onnx.export") from None
         inp = self.session.get_inputs()[0]
         self.input_name, self.fixed_batch = inp.name, static_batch(inp.shape[0])

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from ...worker_utils.runtimes import precision_name
-from .common import BundleError, run_batched
+from .common import BundleError, one_line, run_batched
 from .onnx import static_batch
 
 
@@ -34,7 +34,7 @@ class OpenVinoRunner:
         except BundleError:
             raise
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file
-            raise BundleError(f"{path}: OpenVINO cannot load it ({type(exc).__name__}: {str(exc)[:300]}); "
+            raise BundleError(f"{path}: OpenVINO cannot load it ({one_line(exc)}); "
                               "re-export it (ov.convert_model + ov.save_model)") from None
         self.request = compiled.create_infer_request()
         self.names = [_name(o, i) for i, o in enumerate(compiled.outputs)]

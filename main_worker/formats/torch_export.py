@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .common import BundleError, TorchRunner
+from .common import BundleError, one_line, TorchRunner
 from .sniff import pt2_problems
 
 
@@ -36,6 +36,6 @@ def torch_export_runner(path: Path) -> TorchRunner:
         ep = torch.export.load(str(path))
         module = ep.module()
     except Exception as exc:  # noqa: BLE001 - corrupt archive, newer format
-        raise BundleError(f"{path}: torch.export cannot load it ({type(exc).__name__}: {str(exc)[:300]}); "
+        raise BundleError(f"{path}: torch.export cannot load it ({one_line(exc)}); "
                           f"re-export it with this torch ({torch.__version__})") from None
     return TorchRunner(module, fixed_batch=program_batch(ep))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import BundleError, TorchRunner
+from .common import BundleError, one_line, TorchRunner
 
 
 def torchscript_runner(path: Path) -> TorchRunner:
@@ -16,6 +16,6 @@ def torchscript_runner(path: Path) -> TorchRunner:
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # noqa: BLE001 - corrupt archive, unknown ops
-        raise BundleError(f"{path}: TorchScript cannot load it ({type(exc).__name__}: {str(exc)[:300]}); "
+        raise BundleError(f"{path}: TorchScript cannot load it ({one_line(exc)}); "
                           "re-export it (torch.jit.trace + torch.jit.save, or better torch.export)") from None
     return TorchRunner(module)
