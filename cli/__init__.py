@@ -292,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import analyze, demo
+    from . import analyze, check_model, demo
 
-    return [demo.register, analyze.register]
+    return [demo.register, analyze.register, check_model.register]
 
 
 def _run(args: argparse.Namespace) -> int:

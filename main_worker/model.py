@@ -74,13 +74,7 @@ def _load_pickle(path: Path, found: FileKind) -> Any:
         from .formats.ultralytics_cls import check_globals
 
         check_globals(path, found.globals)
-        try:
-            return UltralyticsHierBundle(path)
-        except BundleError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise BundleError(f"{path}: ultralytics cannot load this checkpoint as a classifier with 'Type|Make|Model' "
-                              f"names: {one_line(exc)}") from None
+        return _ultralytics(path)
     foreign = foreign_globals(found.globals)
     if foreign or found.unresolved:
         what = describe_globals(foreign) if foreign else "objects it names indirectly"
@@ -97,6 +91,16 @@ def _load_pickle(path: Path, found: FileKind) -> Any:
                       f"{EXPORT_HELP}")
 
 
+def _ultralytics(path: Path) -> UltralyticsHierBundle:
+    try:
+        return UltralyticsHierBundle(path)
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{path}: ultralytics cannot load this checkpoint as a classifier with 'Type|Make|Model' "
+                          f"names: {one_line(exc)}") from None
+
+
 def _bundle(data: dict, path: Path) -> Bundle:
     try:
         return Bundle(data, path)
@@ -110,7 +114,8 @@ def _bundle(data: dict, path: Path) -> Bundle:
 def load_bundle(path: str | Path, *, check: bool = True) -> Any:
     """Load a main-model file in whichever format it is (see the module docstring) and, with
     ``check``, run :func:`startup_check` on it; BundleError says what is wrong and how to fix it."""
-    from .formats.card import CardModel, load_card
+    from .formats.card import CardModel, card_path, load_card
+    from .formats.onnx import is_ultralytics_classify, onnx_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -121,6 +126,8 @@ def load_bundle(path: str | Path, *, check: bool = True) -> Any:
         raise BundleError(f"{path}: cannot read it ({exc})") from None
     if found.kind == "torch_pickle":
         model = _load_pickle(path, found)
+    elif found.kind == "onnx" and not card_path(path).is_file() and is_ultralytics_classify(onnx_metadata(path)):
+        model = _ultralytics(path)  # an ultralytics classify export: its names are its card
     elif found.kind in CARD_FORMATS:
         card = load_card(path)  # the card first: a model without one is refused before it is loaded
         model = CardModel(path, card, _runner(found.kind, path), CARD_FORMATS[found.kind])

@@ -70,3 +70,19 @@ def onnx_runner(path: Path):
             log.warning("OpenVINO cannot compile the main model; running ONNX Runtime instead",
                         extra={"path": str(path), "error": exc.reason})
     return OrtRunner(path, cuda=choice == "onnxruntime-cuda")
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's metadata properties (ultralytics writes ``task`` and ``names`` there);
+    parses the protobuf, runs nothing."""
+    import onnx
+
+    try:
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except Exception:  # noqa: BLE001 - not a readable ONNX file: the runtime says why later
+        return {}
+
+
+def is_ultralytics_classify(meta: dict[str, str]) -> bool:
+    """True for an ultralytics classify export (pure: ``meta`` from :func:`onnx_metadata`)."""
+    return meta.get("task") == "classify" and "names" in meta and meta.get("author", "").startswith("Ultralytics")

@@ -65,7 +65,10 @@ class UltralyticsHierBundle:
             raise BundleError(f"{path}: class names {bad[:3]} are not 'Type|Make|Model' paths over the taxonomy "
                               f"{list(TAXONOMY)}")
         self.model_name, self.version = path.stem, "ultralytics-classify"
-        self.input_size = int(self.yolo.overrides.get("imgsz", 224) or 224)
+        if path.suffix.lower() == ".onnx":
+            self.format_name, self.runtime = "ultralytics-classify (onnx)", "onnxruntime (ultralytics)"
+        imgsz = self.yolo.overrides.get("imgsz") or 224
+        self.input_size = int(imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz)
         self._leaves = LeafPaths(names, TAXONOMY)
         self.paths, self.labels, self.hierarchy = self._leaves.paths, self._leaves.labels, self._leaves.hierarchy
 

@@ -246,3 +246,24 @@ def test_an_openvino_ir_without_its_weights_is_refused(exports, tmp_path):
     path.with_suffix(".bin").unlink()
     with pytest.raises(BundleError, match=r"main.xml: its weights main.bin are missing beside it"):
         load_bundle(path)
+
+
+def test_an_ultralytics_classify_onnx_export_needs_no_card(tmp_path):
+    """ultralytics writes the class names into the ONNX file's metadata: they are its card."""
+    from video_analysis.main_worker.formats.onnx import is_ultralytics_classify, onnx_metadata
+    from video_analysis.main_worker.model import UltralyticsHierBundle
+    from video_analysis.worker_utils.offline import ultralytics_offline
+
+    from .test_model_bundle import LEAVES as NAMES, write_classify_checkpoint
+
+    write_classify_checkpoint(tmp_path / "cls.pt", NAMES)
+    ultralytics_offline()
+    from ultralytics import YOLO
+
+    onnx_path = Path(YOLO(str(tmp_path / "cls.pt")).export(format="onnx", imgsz=64, dynamic=True, simplify=False))
+    assert is_ultralytics_classify(onnx_metadata(onnx_path)) and not is_ultralytics_classify(onnx_metadata(
+        Path(__file__)))
+    m = load_bundle(onnx_path)
+    assert isinstance(m, UltralyticsHierBundle) and m.format_name == "ultralytics-classify (onnx)"
+    p = m.predict(snapshots(2))
+    assert p["path"].shape == (2, len(NAMES)) and summary(m)["hierarchy_paths"] == len(NAMES)

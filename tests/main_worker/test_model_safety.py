@@ -20,19 +20,9 @@ from video_analysis.main_worker.formats.sniff import (FileKind, foreign_globals,
 from video_analysis.main_worker.model import BundleError, UltralyticsHierBundle, load_bundle
 
 from .test_model_bundle import LEAVES, write_classify_checkpoint
-from .three_head import export_pt2, three_head_net, write_card, card
+from .three_head import Evil, card, export_pt2, three_head_net, write_card
 
 MARKER_ENV = "CVITX_TEST_MARKER"
-
-
-class Evil:
-    """Unpickling this opens (creates) the marker file."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return open, (self.marker, "w")
 
 
 class MarkerNet(torch.nn.Module):

@@ -1,5 +1,6 @@
 """A tiny three-head PyTorch network (Type, Make, Model) as a team would bring it, exported to
-each main-model format with its model card; shared by the format tests (exports take ~1-3 s)."""
+each main-model format with its model card, and a payload whose unpickling would run code;
+shared by the format, safety and check-model tests (exports take ~1-3 s)."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,17 @@ MODEL_MAKE = {"Vios": "Toyota", "City": "Honda", "Everest": "Ford", "Urvan": "Ni
               "Carry": "Suzuki", "NMAX": "Yamaha"}
 LABELS = {"type": list(TAXONOMY), "make": sorted(MAKE_TYPE), "model": sorted(MODEL_MAKE)}
 OUTPUT_NAMES = ["type_logits", "make_logits", "model_logits"]
+
+
+class Evil:
+    """Unpickling this opens (creates) the marker file: ``torch.save`` it to make a model file
+    whose loading would run code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
 
 
 def three_head_net(sizes: tuple[int, ...] = (8, 9, 7), as_dict: bool = False) -> Any:

@@ -1,0 +1,147 @@
+"""`check-model PATH [--kind detector|main]`: load a model file as a worker would, say what it
+is and how fast it runs here, and exit 0 when a worker could run it, 2 with the reason when not.
+
+Nothing in the file runs while it is inspected: the kind is guessed from what the file is
+(main_worker/formats/sniff.py), and a detector ``.pt`` is checked the way a main-model
+checkpoint is (only tensors and ultralytics/torch nn.Module classes) before ultralytics loads it.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .helptext import HelpFormatter
+
+EXIT_OK, EXIT_REFUSED = 0, 2
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for latency figures."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def guess_kind(path: Path) -> str:
+    """``"detector"`` or ``"main"`` from what the file is: an ultralytics detection checkpoint
+    or export, an OpenVINO directory or a TensorRT engine is a detector; the rest is a main model."""
+    from ..main_worker.formats.card import card_path
+    from ..main_worker.formats.sniff import sniff
+
+    if path.is_dir() or path.suffix.lower() == ".engine":
+        return "detector"
+    found = sniff(path)
+    if found.kind == "torch_pickle":
+        return "detector" if ("ultralytics.nn.tasks", "DetectionModel") in found.globals else "main"
+    if found.kind == "onnx" and not card_path(path).is_file():
+        from ..main_worker.formats.onnx import onnx_metadata
+
+        return "detector" if onnx_metadata(path).get("task") == "detect" else "main"
+    return "main"
+
+
+def median_ms(fn: Callable[[], Any], runs: int) -> float:
+    """Median wall time of ``fn()`` over ``runs`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main_model_lines(path: Path, runs: int) -> list[str]:
+    from ..main_worker.model import load_bundle, summary
+
+    s = summary(load_bundle(path), latency_runs=runs)  # load_bundle runs the worker's start-up check
+    heads = ", ".join(f"{h} {n}" for h, n in s["heads"].items())
+    return [f"kind        main model ({s['model_name']} {s['version']})",
+            f"format      {s['format']}",
+            f"runtime     {s['runtime']}, precision {s['precision']}",
+            f"input       {s['input_size']} x {s['input_size']} (from 640 x 640 snapshots)",
+            f"heads       {heads} (labels per head)",
+            f"hierarchy   {s['hierarchy_paths']} type/make/model paths",
+            f"latency     {s['median_ms']:.1f} ms median per snapshot ({runs} runs, batch 1) on {cpu_name()}"]
+
+
+def class_mapping(names: dict[int, str], lookup: np.ndarray, taxonomy: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(``"name -> Type"`` for each mapped class, names of the ignored ones), in class order (pure)."""
+    mapped = [f"{n} -> {taxonomy[lookup[i]]}" for i, n in sorted(names.items()) if lookup[i] >= 0]
+    ignored = [n for i, n in sorted(names.items()) if lookup[i] < 0]
+    return mapped, ignored
+
+
+def detector_lines(path: Path, runs: int) -> list[str]:
+    from ..main_worker.formats.sniff import sniff
+    from ..main_worker.formats.ultralytics_cls import check_globals
+    from ..main_worker.model import BundleError
+    from ..worker_config import TAXONOMY, get_settings
+    from ..yolo_worker.detector import Detector
+
+    if path.is_file():
+        found = sniff(path)
+        if found.kind == "torch_pickle":  # ultralytics unpickles it: check what it names first
+            if found.unresolved or not any(m.startswith("ultralytics.") for m, _ in found.globals):
+                raise BundleError(f"{path}: refused, not loaded: not an ultralytics checkpoint (its pickle names no "
+                                  "ultralytics network class); export the detector with ultralytics")
+            check_globals(path, found.globals)
+    settings = get_settings()
+    det = Detector(settings, weights=path)
+    frame = np.full((det.imgsz, det.imgsz, 3), 114, np.uint8)
+    ms = median_ms(lambda: det.detect(frame), runs)
+    exported = next(iter(det._exported.values()), None)
+    mapped, ignored = class_mapping(det.names, det.lookup, TAXONOMY)
+    return [f"kind        detector ({len(det.names)} classes)",
+            f"format      {path.suffix.lstrip('.') or 'directory'}",
+            f"runtime     {det.runtime} on {det.device}, precision {getattr(exported, 'precision', 'f32')}",
+            f"input       {det.imgsz} (longest side)",
+            f"classes     {', '.join(mapped) or 'none'}",
+            f"ignored     {len(ignored)} classes{': ' + ', '.join(ignored[:12]) if ignored else ''}"
+            f"{' ...' if len(ignored) > 12 else ''}",
+            f"latency     {ms:.1f} ms median per {det.imgsz}x{det.imgsz} frame ({runs} runs) on {cpu_name()}"]
+
+
+def _cmd_check_model(args: argparse.Namespace) -> int:
+    from ..worker_utils.errors import WorkerError
+
+    path = Path(args.path)
+    if not path.exists():
+        print(f"check-model: {path} does not exist", file=sys.stderr)
+        return EXIT_REFUSED
+    kind: Optional[str] = args.kind
+    try:
+        kind = kind or guess_kind(path)
+        lines = (detector_lines if kind == "detector" else main_model_lines)(path, args.runs)
+    except WorkerError as exc:
+        print(f"check-model: a worker cannot run {path} as a {kind or 'model'}: {exc.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"check-model {path}")
+    for line in lines:
+        print(f"  {line}")
+    print(f"ok: the {'yolo_worker' if kind == 'detector' else 'main_worker'} can run it")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("check-model", help="check a detector or main model before deploying it",
+                       description="Load PATH as the worker would (nothing in the file runs while it is inspected) "
+                                   "and print its format, runtime, precision, input size, heads and label counts (or "
+                                   "a detector's classes, how each maps onto the taxonomy and which are ignored), the "
+                                   "hierarchy size and the median latency per image on this machine. Exit 0 when a "
+                                   "worker could run it, 2 with the reason when it could not.",
+                       formatter_class=HelpFormatter)
+    s.add_argument("path", help="model file: .pt, .onnx, .xml, .pt2, TorchScript .pt, OpenVINO directory, .engine")
+    s.add_argument("--kind", choices=("detector", "main"), help="what the model is for (default: guessed from the file)")
+    s.add_argument("--runs", type=int, default=10, help="timed forward passes for the median latency (default 10)")
+    s.set_defaults(func=_cmd_check_model, failure_exit=EXIT_REFUSED)

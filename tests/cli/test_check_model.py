@@ -1,0 +1,105 @@
+"""`check-model PATH [--kind detector|main]` (issue 15, deliverable 5): what it prints for each
+kind of model, exit 0 when a worker could run it, 2 with one line of reason when not, and
+nothing in the file runs while it is checked."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DETECTOR, MAIN_BUNDLE
+from video_analysis.cli.check_model import _cmd_check_model, class_mapping, guess_kind
+from video_analysis.worker_config import TAXONOMY
+
+from helpers import load_test_module
+
+_models = load_test_module("three_head", Path(__file__).parents[1] / "main_worker" / "three_head.py")
+Evil, card, export_onnx, three_head_net, write_card = (_models.Evil, _models.card, _models.export_onnx,
+                                                       _models.three_head_net, _models.write_card)
+
+
+def check(capsys, path, kind=None, runs=2) -> tuple[int, str, str]:
+    rc = _cmd_check_model(argparse.Namespace(path=str(path), kind=kind, runs=runs))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def own_onnx(tmp_path_factory) -> Path:
+    path = export_onnx(three_head_net(), tmp_path_factory.mktemp("own") / "main.onnx")
+    write_card(path, card())
+    return path
+
+
+def test_the_demo_main_bundle(capsys):
+    rc, out, _ = check(capsys, MAIN_BUNDLE)
+    assert rc == 0 and out.endswith("ok: the main_worker can run it\n")
+    assert "format      cvitx-bundle" in out and "runtime     torch, precision f32" in out
+    assert "heads       type 8, make 24, model 48, color_base 10, finish 3, lightness 2" in out
+    assert "input       128 x 128" in out and "hierarchy   48 type/make/model paths" in out
+    assert "ms median per snapshot (2 runs, batch 1) on " in out
+
+
+def test_a_teams_onnx_model_with_its_card(capsys, own_onnx):
+    rc, out, _ = check(capsys, own_onnx)
+    assert rc == 0 and "kind        main model (ournet t1)" in out and "format      onnx" in out
+    assert "runtime     openvino (CPU), precision " in out and "heads       type 8, make 9, model 7" in out
+    assert "hierarchy   9 type/make/model paths" in out
+
+
+def test_the_demo_detector_with_its_class_mapping(capsys, monkeypatch):
+    monkeypatch.setenv("CVITX_ENV_OVERRIDES", "1")
+    monkeypatch.setenv("CVITX_DETECTOR_RUNTIME", "torch")  # no export here: that is the yolo_worker's own test
+    rc, out, _ = check(capsys, DETECTOR)
+    assert rc == 0 and "kind        detector (8 classes)" in out and "runtime     torch on cpu" in out
+    assert "classes     Car -> Car, SUV -> SUV" in out and "ignored     0 classes" in out
+    assert out.endswith("ok: the yolo_worker can run it\n")
+
+
+@pytest.mark.parametrize("kind", [None, "main", "detector"])
+def test_a_file_that_would_run_code_is_refused_and_not_run(capsys, tmp_path, kind):
+    marker = tmp_path / "ran"
+    path = tmp_path / "model.pt"
+    torch.save({"model": Evil(marker)}, str(path))
+    rc, out, err = check(capsys, path, kind)
+    assert rc == 2 and out == "" and not marker.exists()
+    assert err.count("\n") == 1 and "refused, not loaded" in err and str(path) in err
+
+
+def test_a_card_that_does_not_fit_exits_2_through_the_real_command(tmp_path, own_onnx):
+    bad = tmp_path / "main.onnx"
+    bad.write_bytes(own_onnx.read_bytes())
+    c = card()
+    c["labels"]["type"] = c["labels"]["type"][:-1]
+    c["hierarchy"]["make_type"] = {m: t for m, t in c["hierarchy"]["make_type"].items() if t != "E-Jeepney"}
+    c["labels"]["make"] = sorted(c["hierarchy"]["make_type"])
+    write_card(bad, c)
+    proc = subprocess.run([sys.executable, "-m", "video_analysis", "check-model", str(bad), "--runs", "1"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2 and proc.stdout == ""
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"check-model: a worker cannot run {bad} as a main: {tmp_path / 'main.json'}: labels.type:")
+    assert "lists 7 labels" in line
+
+
+@pytest.mark.parametrize("name,kind", [("detector", "detector"), ("bundle", "main"), ("own", "main")])
+def test_the_kind_is_guessed_from_the_file(own_onnx, name, kind):
+    assert guess_kind({"detector": DETECTOR, "bundle": MAIN_BUNDLE, "own": own_onnx}[name]) == kind
+
+
+@pytest.mark.parametrize("names,mapped,ignored", [
+    ({0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"},
+     ["car -> Car", "motorcycle -> Motorcycle", "bus -> CarouselBus", "truck -> LightTruck"], ["person", "bicycle"]),
+    ({0: "Car", 1: "SUV"}, ["Car -> Car", "SUV -> SUV"], []),
+])
+def test_class_mapping(names, mapped, ignored):
+    from video_analysis.yolo_worker.detector import class_lookup
+
+    lookup = class_lookup(names, None)
+    assert class_mapping(names, lookup, TAXONOMY) == (mapped, ignored)
+    assert isinstance(lookup, np.ndarray)
