@@ -22,14 +22,10 @@ EXIT_OK, EXIT_REFUSED = 0, 2
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), for latency figures."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
+    """The CPU's model name, for latency figures (the benchmarks' own reading of it)."""
+    from ..bench.common import _cpu_name
+
+    return _cpu_name()
 
 
 def guess_kind(path: Path) -> str:
