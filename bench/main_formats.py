@@ -106,19 +106,8 @@ def _load(name: str, path: Path) -> Any:
     return load_bundle(path)
 
 
-def _median_ms(model: Any, batch: np.ndarray, runs: int) -> float:
-    import time
-
-    model.predict(batch)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        model.predict(batch)
-        times.append((time.perf_counter() - t0) * 1e3 / len(batch))
-    return round(float(np.median(times)), 2)
-
-
 def bench_formats(runs: int = 20) -> dict[str, Any]:
+    from ..main_worker.model import median_ms
     from ..worker_utils.offline import ultralytics_offline
 
     ultralytics_offline()
@@ -132,8 +121,9 @@ def bench_formats(runs: int = 20) -> dict[str, Any]:
             m = _load(name, path)
             rows[name] = {"format": getattr(m, "format_name", "?"), "runtime": getattr(m, "runtime", "?"),
                           "precision": getattr(m, "precision", "?"), "input_size": getattr(m, "input_size", None),
-                          "ms_per_snapshot_batch1": _median_ms(m, one, runs),
-                          "ms_per_snapshot_batch10": _median_ms(m, ten, max(3, runs // 4))}
+                          "ms_per_snapshot_batch1": round(median_ms(lambda: m.predict(one), runs), 2),
+                          "ms_per_snapshot_batch10": round(median_ms(lambda: m.predict(ten), max(3, runs // 4), 10),
+                                                           2)}
     return {"machine": machine(), "runs": runs, "formats": rows}
 
 

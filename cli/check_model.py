@@ -8,11 +8,9 @@ checkpoint is (only tensors and ultralytics/torch nn.Module classes) before ultr
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -46,17 +44,6 @@ def guess_kind(path: Path) -> str:
     return "main"
 
 
-def median_ms(fn: Callable[[], Any], runs: int) -> float:
-    """Median wall time of ``fn()`` over ``runs`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def main_model_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.model import load_bundle, summary
 
@@ -81,7 +68,7 @@ def class_mapping(names: dict[int, str], lookup: np.ndarray, taxonomy: tuple[str
 def detector_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.formats.sniff import sniff
     from ..main_worker.formats.ultralytics_cls import check_globals
-    from ..main_worker.model import BundleError
+    from ..main_worker.model import BundleError, median_ms
     from ..worker_config import TAXONOMY, get_settings
     from ..yolo_worker.detector import Detector
 

@@ -27,7 +27,7 @@ import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -204,11 +204,17 @@ def summary(model: Any, *, latency_runs: int = 0) -> dict[str, Any]:
                            "hierarchy_paths": int(len(hierarchy_of(model).path_type))}
     if latency_runs:
         x = blank_snapshots()
-        model.predict(x)  # warm-up
-        times = []
-        for _ in range(latency_runs):
-            t0 = time.perf_counter()
-            model.predict(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        out["median_ms"] = round(statistics.median(times), 2)
+        out["median_ms"] = round(median_ms(lambda: model.predict(x), latency_runs), 2)
     return out
+
+
+def median_ms(fn: Callable[[], Any], runs: int, per: int = 1) -> float:
+    """Median wall milliseconds of ``fn()`` over ``runs`` calls after one warm-up call, divided
+    by ``per`` (the images one call handles)."""
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3 / per)
+    return statistics.median(times)
