@@ -61,6 +61,43 @@ def test_the_demo_detector_with_its_class_mapping(capsys, monkeypatch):
     assert out.endswith("ok: the yolo_worker can run it\n")
 
 
+@pytest.fixture(scope="module")
+def coco_yolov8m(tmp_path_factory) -> dict[str, Path]:
+    """A COCO-named YOLOv8m (built from ultralytics' yolov8m.yaml, random weights: the plumbing,
+    not the accuracy) as a checkpoint, its ONNX export and its OpenVINO directory (at 160 px)."""
+    from video_analysis.worker_utils.offline import ultralytics_offline
+
+    ultralytics_offline()
+    import ultralytics
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import ROOT, YAML
+
+    d = tmp_path_factory.mktemp("coco")
+    torch.manual_seed(0)
+    m = DetectionModel("yolov8m.yaml", nc=80, verbose=False)
+    m.names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
+    m.args = {"task": "detect", "imgsz": 640}
+    torch.save({"model": m.half(), "train_args": {"task": "detect", "imgsz": 640}, "epoch": -1,
+                "version": ultralytics.__version__}, str(d / "yolov8m.pt"))
+    return {"pt": d / "yolov8m.pt",
+            "onnx": Path(YOLO(str(d / "yolov8m.pt")).export(format="onnx", imgsz=160, simplify=False, verbose=False)),
+            "openvino": Path(YOLO(str(d / "yolov8m.pt")).export(format="openvino", imgsz=160, verbose=False))}
+
+
+@pytest.mark.parametrize("form,runtime", [("pt", "torch"), ("onnx", "native"), ("openvino", "native")])
+def test_a_coco_yolov8m_and_its_exports_with_the_class_mapping(capsys, monkeypatch, coco_yolov8m, form, runtime):
+    monkeypatch.setenv("CVITX_ENV_OVERRIDES", "1")
+    monkeypatch.setenv("CVITX_DETECTOR_RUNTIME", "torch")  # a .pt as it is; exports run as ultralytics loads them
+    monkeypatch.setenv("CVITX_DETECTOR_IMGSZ", "160")
+    rc, out, err = check(capsys, coco_yolov8m[form], runs=1)  # the kind is guessed: a detector
+    assert rc == 0, err
+    assert "kind        detector (80 classes)" in out and f"runtime     {runtime} on cpu" in out
+    assert "classes     car -> Car, motorcycle -> Motorcycle, bus -> CarouselBus, truck -> LightTruck" in out
+    assert "ignored     76 classes: person, bicycle, airplane, train, boat" in out
+    assert out.endswith("ok: the yolo_worker can run it\n")
+
+
 @pytest.mark.parametrize("kind", [None, "main", "detector"])
 def test_a_file_that_would_run_code_is_refused_and_not_run(capsys, tmp_path, kind):
     marker = tmp_path / "ran"
