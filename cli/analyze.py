@@ -11,12 +11,17 @@ from .job import JobFailed, JobOptions, JobResult, run_job, say
 
 
 def write_job_report(result: JobResult, title: str, *, video_info: Optional[dict] = None,
-                     scores: Optional[dict] = None, annotated: Optional[str] = None) -> Path:
+                     scores: Optional[dict] = None, annotated: Optional[str] = None,
+                     notice: Optional[str] = None) -> Path:
+    """The HTML report of a job; it names the weights each stage used, and ``notice`` (the
+    demo-weights warning) goes at its top."""
     from ..report.html import write_report
+    from .weights_notice import stage_weights
 
     return write_report(result.report_dir, title=title, video=result.video, analyses=result.analyses,
                         timings=result.timings, video_info=video_info, scores=scores,
-                        compare=result.settings.main_mode == "compare", annotated_video=annotated)
+                        compare=result.settings.main_mode == "compare", annotated_video=annotated,
+                        weights=stage_weights(result.settings), notice=notice)
 
 
 def print_summary(result: JobResult) -> None:
@@ -55,16 +60,23 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                       cmt_model=args.cmt_model, frame_stride=args.frame_stride, annotated=args.annotated,
                       timeout_s=args.timeout)
     info = {}
+    notice: list[Optional[str]] = [None]
 
     def report(result: JobResult) -> Path:
         return write_job_report(result, f"CVITX analysis of {opts.video.name}", video_info=info or None,
-                                annotated=write_annotated(result, opts))
+                                annotated=write_annotated(result, opts), notice=notice[0])
 
     try:
-        from .job import check_video
+        from ..worker_config import build_settings
+        from .job import _bundle_changes, check_video
+        from .weights_notice import demo_weights_notice
 
         vi = check_video(opts.video)
         info.update(width=vi.width, height=vi.height, fps=vi.fps, duration_s=vi.duration_s)
+        # the job's own settings (run_job builds them the same way, plus its private stack's)
+        notice[0] = demo_weights_notice(build_settings({}, **_bundle_changes(opts)), opts.video, vi.frame_count)
+        if notice[0]:
+            say(f"note: {notice[0]}")
         result = run_job(opts, report)
     except JobFailed as exc:
         print(f"analyze failed: {exc}", file=sys.stderr)
@@ -83,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("video", help="path of the .mp4 to analyse")
     s.add_argument("--out", default="out/analyze", help="report directory (default: out/analyze)")
     s.add_argument("--detector", help="detector weights (.pt, .onnx, OpenVINO dir, .engine), e.g. yolov8m.pt")
-    s.add_argument("--main-model", help="main-model bundle (main.pt / baseline.pt)")
+    s.add_argument("--main-model", help="main model: a CVITX bundle (main.pt), or ONNX / OpenVINO .xml / .pt2 / TorchScript "
+                                        "with its model card beside it (README, 'Bring your own models')")
     s.add_argument("--cmt-model", help="second bundle (cmt.pt): turns on Baseline vs CMT compare mode")
     s.add_argument("--frame-stride", type=int, help="process every N-th frame (default: default_frame_stride of the settings)")
     s.add_argument("--annotated", action="store_true", help="also write an annotated MP4 (boxes, track ids, types)")

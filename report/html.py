@@ -17,6 +17,7 @@ from ..worker_config import TAXONOMY
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2430;background:#f6f7f9}
+.notice{background:#fff4e5;border-left:4px solid #f79009;padding:8px 12px;margin:0 0 12px}
 h1{margin:0 0 4px} h2{margin:28px 0 10px;font-size:1.2em} .muted{color:#667085;font-size:.9em}
 table{border-collapse:collapse;background:#fff} td,th{padding:4px 10px;border-bottom:1px solid #e4e7ec;text-align:left}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:14px}
@@ -77,9 +78,12 @@ def _caption(a: dict, r: Optional[dict]) -> str:
 
 def write_report(out_dir: Path, *, title: str, video: dict, analyses: list[dict], timings: dict[str, float],
                  video_info: Optional[dict] = None, scores: Optional[dict] = None, compare: bool = False,
-                 annotated_video: Optional[str] = None) -> Path:
+                 annotated_video: Optional[str] = None, weights: Optional[dict[str, str]] = None,
+                 notice: Optional[str] = None) -> Path:
     """Write ``out_dir/index.html`` and ``out_dir/results.json``; snapshots must already be in
-    ``out_dir/snapshots/`` named as in S3.  Returns the index path."""
+    ``out_dir/snapshots/`` named as in S3.  ``weights`` (stage -> file) are named under the
+    title, and ``notice`` (the demo-weights warning) is shown above everything else.  Returns the
+    index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(
         {"video": video, "analyses": analyses, "timings": timings, "scores": scores, "video_info": video_info},
@@ -95,6 +99,11 @@ def write_report(out_dir: Path, *, title: str, video: dict, analyses: list[dict]
              f" · {len(analyses)} snapshots"
              + (f" · {video_info['width']}x{video_info['height']} @ {video_info['fps']:.3g} fps" if video_info else "")
              + "</p>"]
+    if notice:
+        parts.insert(1, f"<p class=notice id=weights-notice>{_e(notice)}</p>")
+    if weights:
+        parts.append("<p class=muted id=weights>weights: " + " · ".join(
+            f"{_e(stage)} <code>{_e(path)}</code>" for stage, path in weights.items()) + "</p>")
     if annotated_video:
         parts.append(f'<p><a href="{_e(annotated_video)}">annotated video</a></p>')
     # counts

@@ -1,0 +1,68 @@
+"""Honest demo weights (issue 15, deliverable 7): which stages run the bundled demo weights,
+when ``analyze`` warns (a video the scene generator did not make), and the report naming the
+weights of every stage with the notice at its top."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from video_analysis.cli.weights_notice import demo_stages, demo_weights_notice, is_generated_clip, stage_weights
+from video_analysis.report.html import write_report
+from video_analysis.worker_config import PACKAGE_DIR, Settings
+
+DEMO_MAIN = str(PACKAGE_DIR / "main_worker" / "bundle" / "demo" / "main.pt")
+
+
+@pytest.mark.parametrize("changes,stages", [
+    ({}, ["detector", "main model"]),
+    ({"main_model_path": DEMO_MAIN}, ["detector", "main model"]),  # the same file, named absolutely
+    ({"main_model_path": "/models/main.onnx"}, ["detector"]),
+    ({"detector_path": "/models/yolov8m.pt", "main_model_path": "/models/main.onnx"}, []),
+    ({"main_mode": "compare"}, ["detector", "main model", "cmt model"]),
+    ({"main_mode": "compare", "cmt_model_path": "/models/cmt.pt2"}, ["detector", "main model"]),
+])
+def test_demo_stages(changes, stages):
+    s = Settings().replace(**changes)
+    assert demo_stages(s) == stages
+    assert list(stage_weights(s)) == ["detector", "main model"] + (["cmt model"] if s.main_mode == "compare" else [])
+
+
+@pytest.mark.parametrize("meta,frames,generated", [
+    ({"config": {"seed": 1}, "frames": 250}, 250, True),
+    ({"config": {"seed": 1}, "frames": 250}, 249, False),  # another video under the same name
+    ({"frames": 250}, 250, False),
+    (None, 250, False),  # no sidecar: a user's own file
+    ("not json", 250, False),
+])
+def test_is_generated_clip(tmp_path, meta, frames, generated):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    if meta is not None:
+        video.with_suffix(".json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
+    assert is_generated_clip(video, frames) is generated
+
+
+def test_the_notice_says_which_weights_and_what_to_do(tmp_path):
+    video = tmp_path / "carpark.mp4"
+    video.write_bytes(b"")
+    text = demo_weights_notice(Settings().replace(main_model_path="/models/main.onnx"), video, 100)
+    assert text.startswith("the demo detector: these weights were trained on generated traffic scenes only")
+    assert "(--detector, --main-model; README, 'Bring your own models')" in text
+    assert demo_weights_notice(Settings(), video, 100).startswith("the demo detector and main model: ")
+    assert demo_weights_notice(Settings().replace(detector_path="/m/d.pt", main_model_path="/m/m.onnx"), video,
+                               100) is None
+    video.with_suffix(".json").write_text(json.dumps({"config": {}, "frames": 100}))
+    assert demo_weights_notice(Settings(), video, 100) is None  # a generated clip: the weights' own world
+
+
+def test_the_report_names_the_weights_and_puts_the_notice_on_top(tmp_path):
+    weights = stage_weights(Settings())
+    index = write_report(tmp_path, title="t", video={"id": "v", "status": "done"}, analyses=[], timings={},
+                         weights=weights, notice="the demo detector and main model: trained on <generated> scenes")
+    html = index.read_text()
+    assert html.index("id=weights-notice") < html.index("<h1>")
+    assert "trained on &lt;generated&gt; scenes" in html  # escaped
+    assert f"detector <code>{weights['detector']}</code>" in html and "main model <code>" in html
+    plain = write_report(tmp_path / "plain", title="t", video={}, analyses=[], timings={}).read_text()
+    assert "weights-notice" not in plain and "id=weights" not in plain
