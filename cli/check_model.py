@@ -58,19 +58,12 @@ def main_model_lines(path: Path, runs: int) -> list[str]:
             f"latency     {s['median_ms']:.1f} ms median per snapshot ({runs} runs, batch 1) on {cpu_name()}"]
 
 
-def class_mapping(names: dict[int, str], lookup: np.ndarray, taxonomy: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """(``"name -> Type"`` for each mapped class, names of the ignored ones), in class order (pure)."""
-    mapped = [f"{n} -> {taxonomy[lookup[i]]}" for i, n in sorted(names.items()) if lookup[i] >= 0]
-    ignored = [n for i, n in sorted(names.items()) if lookup[i] < 0]
-    return mapped, ignored
-
-
 def detector_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.formats.sniff import sniff
     from ..main_worker.formats.ultralytics_cls import check_globals
     from ..main_worker.model import BundleError, median_ms
-    from ..worker_config import TAXONOMY, get_settings
-    from ..yolo_worker.detector import Detector
+    from ..worker_config import get_settings
+    from ..yolo_worker.detector import Detector, class_mapping
 
     if path.is_file():
         found = sniff(path)
@@ -84,7 +77,7 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     frame = np.full((det.imgsz, det.imgsz, 3), 114, np.uint8)
     ms = median_ms(lambda: det.detect(frame), runs)
     exported = next(iter(det._exported.values()), None)
-    mapped, ignored = class_mapping(det.names, det.lookup, TAXONOMY)
+    mapped, ignored = class_mapping(det.names, det.lookup)
     return [f"kind        detector ({len(det.names)} classes)",
             f"format      {path.suffix.lstrip('.') or 'directory'}",
             f"runtime     {det.runtime} on {det.device}, precision {getattr(exported, 'precision', 'f32')}",

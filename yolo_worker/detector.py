@@ -66,6 +66,14 @@ def class_lookup(names: Mapping[int, str] | Sequence[str], class_map: Mapping[st
     return lookup
 
 
+def class_mapping(names: Mapping[int, str], lookup: np.ndarray) -> tuple[list[str], list[str]]:
+    """(``"name -> Type"`` for each class that maps onto the taxonomy, names of the ignored
+    ones), in class order: what check-model prints and the start-up log line says (pure)."""
+    mapped = [f"{n} -> {TAXONOMY[lookup[i]]}" for i, n in sorted(names.items()) if lookup[i] >= 0]
+    ignored = [n for i, n in sorted(names.items()) if lookup[i] < 0]
+    return mapped, ignored
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -110,8 +118,10 @@ class Detector:
         self.threads = settings.detector_threads
         self._digest: str | None = None
         self._exported: OrderedDict[tuple[int, int], rt.OnnxModel] = OrderedDict()
+        mapped, ignored = class_mapping(self.names, self.lookup)
         log.info("detector loaded", extra={"weights": str(path), "device": self.device, "imgsz": self.imgsz,
-                                            "classes": len(self.names), "runtime": self.runtime})
+                                            "classes": len(self.names), "runtime": self.runtime,
+                                            "class_map": mapped, "ignored_classes": len(ignored)})
 
     def _trained_imgsz(self) -> int | None:
         args = getattr(getattr(self.model, "model", None), "args", None) or getattr(self.model, "overrides", {})

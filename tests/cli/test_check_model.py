@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import DETECTOR, MAIN_BUNDLE
-from video_analysis.cli.check_model import _cmd_check_model, class_mapping, guess_kind
-from video_analysis.worker_config import TAXONOMY
+from video_analysis.cli.check_model import _cmd_check_model, guess_kind
 
 from helpers import load_test_module
 
@@ -52,10 +50,13 @@ def test_a_teams_onnx_model_with_its_card(capsys, own_onnx):
     assert "hierarchy   9 type/make/model paths" in out
 
 
-def test_the_demo_detector_with_its_class_mapping(capsys, monkeypatch):
+def test_the_demo_detector_with_its_class_mapping(capsys, monkeypatch, caplog):
     monkeypatch.setenv("CVITX_ENV_OVERRIDES", "1")
     monkeypatch.setenv("CVITX_DETECTOR_RUNTIME", "torch")  # no export here: that is the yolo_worker's own test
+    caplog.set_level("INFO", logger="video_analysis.yolo_worker.detector")
     rc, out, _ = check(capsys, DETECTOR)
+    loaded = [r for r in caplog.records if r.getMessage() == "detector loaded"]  # the worker's start-up line
+    assert len(loaded) == 1 and loaded[0].class_map[0] == "Car -> Car" and loaded[0].ignored_classes == 0
     assert rc == 0 and "kind        detector (8 classes)" in out and "runtime     torch on cpu" in out
     assert "classes     Car -> Car, SUV -> SUV" in out and "ignored     0 classes" in out
     assert out.endswith("ok: the yolo_worker can run it\n")
@@ -135,8 +136,6 @@ def test_the_kind_is_guessed_from_the_file(own_onnx, name, kind):
     ({0: "Car", 1: "SUV"}, ["Car -> Car", "SUV -> SUV"], []),
 ])
 def test_class_mapping(names, mapped, ignored):
-    from video_analysis.yolo_worker.detector import class_lookup
+    from video_analysis.yolo_worker.detector import class_lookup, class_mapping
 
-    lookup = class_lookup(names, None)
-    assert class_mapping(names, lookup, TAXONOMY) == (mapped, ignored)
-    assert isinstance(lookup, np.ndarray)
+    assert class_mapping(names, class_lookup(names, None)) == (mapped, ignored)

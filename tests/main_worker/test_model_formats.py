@@ -62,8 +62,12 @@ FORMATS = [("onnx", "onnx", "openvino (CPU)"), ("onnx-batch1", "onnx", "openvino
 
 
 @pytest.mark.parametrize("name,fmt,runtime", FORMATS, ids=[f[0] for f in FORMATS])
-def test_each_format_loads_agrees_with_pytorch_and_decodes(exports, name, fmt, runtime):
+def test_each_format_loads_agrees_with_pytorch_and_decodes(exports, name, fmt, runtime, caplog):
+    caplog.set_level("INFO", logger="video_analysis.main_worker.model")
     m = load_bundle(exports[name])  # the start-up check runs inside
+    ready = [r for r in caplog.records if r.getMessage() == "main model ready"]  # logged once, at start-up
+    assert len(ready) == 1 and (ready[0].format, ready[0].runtime, ready[0].heads) == (fmt, runtime, {
+        "type": 8, "make": 9, "model": 7})
     assert isinstance(m, CardModel) and (m.format_name, m.runtime) == (fmt, runtime)
     assert (m.model_name, m.version, m.labels, m.input_size) == ("ournet", "t1", LABELS, SIZE)
     x = snapshots(3)  # 3: a fixed-batch-1 model runs in chunks
