@@ -2,8 +2,8 @@
 is and how fast it runs here, and exit 0 when a worker could run it, 2 with the reason when not.
 
 Nothing in the file runs while it is inspected: the kind is guessed from what the file is
-(main_worker/formats/sniff.py), and a detector ``.pt`` is checked the way a main-model
-checkpoint is (only tensors and ultralytics/torch nn.Module classes) before ultralytics loads it.
+(worker_utils/model_files.py), and a ``.pt`` is loaded as the worker loads it, which checks its
+pickle's references before anything unpickles it.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def guess_kind(path: Path) -> str:
     """``"detector"`` or ``"main"`` from what the file is: an ultralytics detection checkpoint
     or export, an OpenVINO directory or a TensorRT engine is a detector; the rest is a main model."""
     from ..main_worker.formats.card import card_path
-    from ..main_worker.formats.sniff import sniff
+    from ..worker_utils.model_files import sniff
 
     if path.is_dir() or path.suffix.lower() == ".engine":
         return "detector"
@@ -59,19 +59,10 @@ def main_model_lines(path: Path, runs: int) -> list[str]:
 
 
 def detector_lines(path: Path, runs: int) -> list[str]:
-    from ..main_worker.formats.sniff import sniff
-    from ..main_worker.formats.ultralytics_cls import check_globals
-    from ..main_worker.model import BundleError, median_ms
+    from ..main_worker.model import median_ms
     from ..worker_config import get_settings
     from ..yolo_worker.detector import Detector, class_mapping
 
-    if path.is_file():
-        found = sniff(path)
-        if found.kind == "torch_pickle":  # ultralytics unpickles it: check what it names first
-            if found.unresolved or not any(m.startswith("ultralytics.") for m, _ in found.globals):
-                raise BundleError(f"{path}: refused, not loaded: not an ultralytics checkpoint (its pickle names no "
-                                  "ultralytics network class); export the detector with ultralytics")
-            check_globals(path, found.globals)
     settings = get_settings()
     det = Detector(settings, weights=path)
     frame = np.full((det.imgsz, det.imgsz, 3), 114, np.uint8)

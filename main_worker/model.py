@@ -1,6 +1,6 @@
 """Main models: which format a file is, loading it with nothing in it run, and the start-up check.
 
-:func:`load_bundle` chooses the format by what the file is (main_worker/formats/sniff.py reads
+:func:`load_bundle` chooses the format by what the file is (worker_utils/model_files.py reads
 it; nothing is unpickled to find out):
 
 * a ``.pt`` written by ``torch.save`` whose pickle references only tensors: loaded with
@@ -33,7 +33,9 @@ import numpy as np
 
 from .formats.bundle import FORMAT, IMAGENET_MEAN, IMAGENET_STD, Bundle, build_tinynet, save_bundle, to_tensor
 from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError, one_line
-from .formats.sniff import FileKind, describe_globals, foreign_globals, is_ultralytics, sniff
+from ..worker_utils.errors import ValidationFailed
+from ..worker_utils.model_files import (FileKind, check_ultralytics_checkpoint, describe_globals, foreign_globals,
+                                        is_ultralytics, sniff)
 from .formats.ultralytics_cls import UltralyticsHierBundle
 
 __all__ = ["FORMAT", "IMAGENET_MEAN", "IMAGENET_STD", "Bundle", "BundleError", "UltralyticsHierBundle",
@@ -71,9 +73,10 @@ def _load_pickle(path: Path, found: FileKind) -> Any:
     import torch
 
     if is_ultralytics(found.globals) and not found.unresolved:
-        from .formats.ultralytics_cls import check_globals
-
-        check_globals(path, found.globals)
+        try:
+            check_ultralytics_checkpoint(path, found)
+        except ValidationFailed as exc:
+            raise BundleError(exc.reason) from None
         return _ultralytics(path)
     foreign = foreign_globals(found.globals)
     if foreign or found.unresolved:

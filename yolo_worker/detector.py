@@ -74,6 +74,21 @@ def class_mapping(names: Mapping[int, str], lookup: np.ndarray) -> tuple[list[st
     return mapped, ignored
 
 
+def _refuse_unsafe_checkpoint(path: Path) -> None:
+    """A ``.pt`` that ultralytics would unpickle is first checked to be an ultralytics checkpoint
+    naming nothing but tensors and network classes (worker_utils/model_files.py): loading a
+    model file never runs code from it.  Exports (ONNX, OpenVINO, TensorRT) hold no pickle."""
+    from ..worker_utils.model_files import check_ultralytics_checkpoint, sniff
+
+    if path.is_file():
+        found = sniff(path)
+        if found.kind == "torch_pickle":
+            try:
+                check_ultralytics_checkpoint(path, found)
+            except PermanentError as exc:
+                raise DetectorConfigError(exc.reason) from None
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -95,6 +110,7 @@ class Detector:
                                       "(CVITX_DETECTOR_PATH) to a .pt/.onnx/.engine file or OpenVINO directory")
         self.path = path
         self.device = resolve_device(settings.device)
+        _refuse_unsafe_checkpoint(path)
         try:
             self.model: Any = YOLO(str(path), task="detect")
         except Exception as exc:  # noqa: BLE001 - any loader failure is a configuration problem

@@ -2,7 +2,7 @@
 
 ``torch.export.load`` unpickles some parts of an archive with ``weights_only=False`` (pickled
 weights or constants, custom objects, a sample input that the safe loader refuses) and loads
-AOTInductor's native code; :func:`.sniff.pt2_problems` refuses such an archive before it is
+AOTInductor's native code; :func:`worker_utils.model_files.pt2_problems` refuses such an archive before it is
 loaded, so a plain exported program (JSON graph + raw tensor bytes) is all that loads."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .common import BundleError, one_line, TorchRunner
-from .sniff import pt2_problems
+from ...worker_utils.model_files import pt2_problems
 
 
 def program_batch(ep: object) -> Optional[int]:

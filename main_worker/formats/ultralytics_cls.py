@@ -8,41 +8,17 @@ decodes over them: a make may sit under several types ("Car|Toyota|Vios", "SUV|T
 and a path may stop at the type or make.
 
 Ultralytics loads a checkpoint by unpickling it, which would run any code the file names; so
-:func:`check_globals` first reads the pickle's references (:mod:`.sniff`, nothing executed) and
-refuses a file that names anything but tensors and the nn.Module classes of ``ultralytics.nn``
-and ``torch.nn.modules``.
+main_worker/model.py first reads the pickle's references (worker_utils/model_files.py,
+nothing executed) and refuses a file that names anything but tensors, the nn.Module classes of
+``ultralytics.nn`` / ``torch.nn.modules`` and plain training-record values.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from .common import BundleError, LeafPaths, bad_paths
-from .sniff import Global, describe_globals, unexpected_ultralytics_globals
-
-
-def is_module_class(module: str, name: str) -> bool:
-    """True when ``module.name`` is an nn.Module subclass (imports that trusted module only)."""
-    import torch
-
-    try:
-        obj = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
-
-
-def check_globals(path: Path, globs: Iterable[Global]) -> None:
-    """Refuse (BundleError) an ultralytics checkpoint whose pickle names anything beyond what
-    one holds: unpickling it would call that."""
-    bad = unexpected_ultralytics_globals(globs, is_module_class)
-    if bad:
-        raise BundleError(f"{path}: refused, not loaded: it looks like an ultralytics checkpoint but its pickle also "
-                          f"references {describe_globals(bad)}, which unpickling would run; export the model to "
-                          "ONNX with a model card instead (README, 'Bring your own models')")
 
 
 class UltralyticsHierBundle:

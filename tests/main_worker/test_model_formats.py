@@ -17,7 +17,7 @@ from video_analysis.main_worker.decoding import decode_output
 from video_analysis.main_worker.formats.card import CardModel, card_problems
 from video_analysis.main_worker.formats.common import preprocess, run_batched, softmax
 from video_analysis.main_worker.formats.onnx import OrtRunner, onnx_runtime_choice
-from video_analysis.main_worker.formats.sniff import sniff
+from video_analysis.worker_utils.model_files import sniff
 from video_analysis.main_worker.model import BundleError, load_bundle, summary
 from video_analysis.main_worker.worker import hierarchy_of
 

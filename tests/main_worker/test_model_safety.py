@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from video_analysis.main_worker.formats.sniff import (FileKind, foreign_globals, pickle_globals, pt2_problems, sniff,
+from video_analysis.worker_utils.model_files import (FileKind, foreign_globals, pickle_globals, pt2_problems, sniff,
                                                       unexpected_ultralytics_globals)
 from video_analysis.main_worker.model import BundleError, UltralyticsHierBundle, load_bundle
 
@@ -91,8 +91,15 @@ def test_an_ultralytics_checkpoint_carrying_extra_code_is_refused(tmp_path, mark
 
 
 def test_an_ultralytics_checkpoint_is_checked_then_loaded(tmp_path):
+    """As a trainer writes it: numpy scalars and arrays, paths and dtypes in its training record."""
+    import numpy as np
+
     path = tmp_path / "cls.pt"
     write_classify_checkpoint(path, LEAVES)
+    ckpt = torch.load(str(path), weights_only=False)  # our own file, written just above
+    ckpt.update(best_fitness=np.float64(0.93), train_metrics={"top1": np.arange(3)}, save_dir=Path("/runs/x"),
+                dtype=torch.float16)
+    torch.save(ckpt, str(path))
     found = sniff(path)
     assert ("ultralytics.nn.tasks", "ClassificationModel") in found.globals and not found.unresolved
     assert isinstance(load_bundle(path), UltralyticsHierBundle)
@@ -126,7 +133,7 @@ def test_unexpected_ultralytics_globals(globs, bad):
 
 
 def test_real_module_classes_are_told_from_functions():
-    from video_analysis.main_worker.formats.ultralytics_cls import is_module_class
+    from video_analysis.worker_utils.model_files import is_module_class
 
     assert is_module_class("ultralytics.nn.tasks", "ClassificationModel")
     assert is_module_class("torch.nn.modules.conv", "Conv2d")

@@ -1,4 +1,4 @@
-"""What a model file is, found by reading it, never by running it.
+"""What a model file is, found by reading it, never by running it (both workers' model loaders).
 
 A ``.pt``/``.pth`` is a zip archive written by ``torch.save``, ``torch.jit.save`` or
 ``torch.export.save``; each has its own layout.  A ``torch.save`` archive holds one pickle
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .errors import ValidationFailed
+
 Global = tuple[str, str]  # (module, name)
 
 # What a plain tensor container (a state_dict, a CVITX bundle) references.
@@ -24,10 +26,18 @@ TENSOR_GLOBALS: frozenset[Global] = frozenset({
 })
 STORAGE_MODULES = ("torch", "torch.storage")
 # Besides tensors, an ultralytics checkpoint pickles its network: nn.Module classes of these
-# packages (checked to be classes by the caller) and a set (nn.Module's non-persistent buffers).
+# packages (checked to be classes by the caller), a set (nn.Module's non-persistent buffers),
+# torch dtypes, and in its training record numpy scalars/arrays (best_fitness), paths and bytes;
+# the constructors below build only those values (torch's own weights_only loader allows them).
 ULTRALYTICS_CLASS_MODULES = ("ultralytics.nn.", "torch.nn.modules.")
-ULTRALYTICS_EXTRA: frozenset[Global] = frozenset({("__builtin__", "set"), ("builtins", "set"),
-                                                  ("ultralytics.utils", "IterableSimpleNamespace")})
+ULTRALYTICS_EXTRA: frozenset[Global] = frozenset({
+    ("__builtin__", "set"), ("builtins", "set"), ("ultralytics.utils", "IterableSimpleNamespace"),
+    ("_codecs", "encode"), ("numpy", "dtype"), ("numpy", "ndarray"), ("pathlib", "PosixPath"),
+    ("pathlib", "WindowsPath"), *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                                  for n in ("scalar", "_reconstruct")),
+    *(("torch", t) for t in ("float16", "float32", "float64", "bfloat16", "int8", "uint8", "int16", "int32",
+                             "int64", "bool")),
+})
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
@@ -176,3 +186,30 @@ def pt2_problems(path: Path) -> list[str]:
                         problem = _nested_pickle_problem(f"{folder}/{name}", z.read(f"{top}/{folder}/{name}"))
                         problems += [problem] if problem else []
     return problems
+
+
+def is_module_class(module: str, name: str) -> bool:
+    """True when ``module.name`` is an nn.Module subclass (imports that trusted module only)."""
+    import importlib
+
+    import torch
+
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+
+
+def check_ultralytics_checkpoint(path: Path, found: FileKind) -> None:
+    """Refuse (ValidationFailed, code ``model_config``) a ``torch.save`` archive that ultralytics
+    would unpickle but that is not an ultralytics checkpoint, or whose pickle names anything
+    beyond what one holds: unpickling it would run that."""
+    if found.unresolved or not is_ultralytics(found.globals):
+        raise ValidationFailed(f"{path}: refused, not loaded: not an ultralytics checkpoint (its pickle names no "
+                               "ultralytics network class); export the model with ultralytics", code="model_config")
+    bad = unexpected_ultralytics_globals(found.globals, is_module_class)
+    if bad:
+        raise ValidationFailed(f"{path}: refused, not loaded: it looks like an ultralytics checkpoint but its pickle "
+                               f"also references {describe_globals(bad)}, which unpickling would run; export the model "
+                               "to ONNX instead (README, 'Bring your own models')", code="model_config")
