@@ -62,6 +62,7 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.model import median_ms
     from ..worker_config import get_settings
     from ..yolo_worker.detector import Detector, class_mapping
+    from ..yolo_worker.tracking import reid_status
 
     settings = get_settings()
     det = Detector(settings, weights=path)
@@ -76,7 +77,8 @@ def detector_lines(path: Path, runs: int) -> list[str]:
             f"classes     {', '.join(mapped) or 'none'}",
             f"ignored     {len(ignored)} classes{': ' + ', '.join(ignored[:12]) if ignored else ''}"
             f"{' ...' if len(ignored) > 12 else ''}",
-            f"latency     {ms:.1f} ms median per {det.imgsz}x{det.imgsz} frame ({runs} runs) on {cpu_name()}"]
+            f"latency     {ms:.1f} ms median per {det.imgsz}x{det.imgsz} frame ({runs} runs) on {cpu_name()}",
+            f"tracker     {settings.tracker}, re-ID: {reid_status(settings)[1]}"]
 
 
 def _cmd_check_model(args: argparse.Namespace) -> int:

@@ -59,6 +59,12 @@ def test_the_demo_detector_with_its_class_mapping(capsys, monkeypatch, caplog):
     assert len(loaded) == 1 and loaded[0].class_map[0] == "Car -> Car" and loaded[0].ignored_classes == 0
     assert rc == 0 and "kind        detector (8 classes)" in out and "runtime     torch on cpu" in out
     assert "classes     Car -> Car, SUV -> SUV" in out and "ignored     0 classes" in out
+    # the spec's deepsort.engine (the default) needs a GPU: reported as motion-only here
+    from video_analysis.worker_config import get_settings
+    from video_analysis.yolo_worker.tracking import reid_status
+
+    use_reid, why = reid_status(get_settings())
+    assert f"tracker     botsort, re-ID: {why}" in out and (use_reid or "motion-only" in why)
     assert out.endswith("ok: the yolo_worker can run it\n")
 
 
