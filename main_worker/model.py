@@ -33,7 +33,6 @@ import numpy as np
 
 from .formats.bundle import FORMAT, IMAGENET_MEAN, IMAGENET_STD, Bundle, build_tinynet, save_bundle, to_tensor
 from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError, one_line
-from ..worker_utils.errors import ValidationFailed
 from ..worker_utils.model_files import (FileKind, check_ultralytics_checkpoint, describe_globals, foreign_globals,
                                         is_ultralytics, sniff)
 from .formats.ultralytics_cls import UltralyticsHierBundle
@@ -73,10 +72,7 @@ def _load_pickle(path: Path, found: FileKind) -> Any:
     import torch
 
     if is_ultralytics(found.globals) and not found.unresolved:
-        try:
-            check_ultralytics_checkpoint(path, found)
-        except ValidationFailed as exc:
-            raise BundleError(exc.reason) from None
+        check_ultralytics_checkpoint(path, found, BundleError)
         return _ultralytics(path)
     foreign = foreign_globals(found.globals)
     if foreign or found.unresolved:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import ValidationFailed
+from .errors import PermanentError, ValidationFailed
 
 Global = tuple[str, str]  # (module, name)
 
@@ -201,15 +201,22 @@ def is_module_class(module: str, name: str) -> bool:
     return isinstance(obj, type) and issubclass(obj, torch.nn.Module)
 
 
-def check_ultralytics_checkpoint(path: Path, found: FileKind) -> None:
-    """Refuse (ValidationFailed, code ``model_config``) a ``torch.save`` archive that ultralytics
-    would unpickle but that is not an ultralytics checkpoint, or whose pickle names anything
-    beyond what one holds: unpickling it would run that."""
+class ModelFileRefused(ValidationFailed):
+    """A model file that loading would run code from (or cannot be told apart from one)."""
+
+    code = "model_config"
+
+
+def check_ultralytics_checkpoint(path: Path, found: FileKind,
+                                 error: type[PermanentError] = ModelFileRefused) -> None:
+    """Refuse (``error``, one line) a ``torch.save`` archive that ultralytics would unpickle but
+    that is not an ultralytics checkpoint, or whose pickle names anything beyond what one holds:
+    unpickling it would run that."""
     if found.unresolved or not is_ultralytics(found.globals):
-        raise ValidationFailed(f"{path}: refused, not loaded: not an ultralytics checkpoint (its pickle names no "
-                               "ultralytics network class); export the model with ultralytics", code="model_config")
+        raise error(f"{path}: refused, not loaded: not an ultralytics checkpoint (its pickle names no ultralytics "
+                    "network class); export the model with ultralytics")
     bad = unexpected_ultralytics_globals(found.globals, is_module_class)
     if bad:
-        raise ValidationFailed(f"{path}: refused, not loaded: it looks like an ultralytics checkpoint but its pickle "
-                               f"also references {describe_globals(bad)}, which unpickling would run; export the model "
-                               "to ONNX instead (README, 'Bring your own models')", code="model_config")
+        raise error(f"{path}: refused, not loaded: it looks like an ultralytics checkpoint but its pickle also "
+                    f"references {describe_globals(bad)}, which unpickling would run; export the model to ONNX "
+                    "instead (README, 'Bring your own models')")

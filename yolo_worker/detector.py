@@ -83,10 +83,7 @@ def _refuse_unsafe_checkpoint(path: Path) -> None:
     if path.is_file():
         found = sniff(path)
         if found.kind == "torch_pickle":
-            try:
-                check_ultralytics_checkpoint(path, found)
-            except PermanentError as exc:
-                raise DetectorConfigError(exc.reason) from None
+            check_ultralytics_checkpoint(path, found, DetectorConfigError)
 
 
 def resolve_device(device: str) -> str:
