@@ -159,6 +159,12 @@ def head_problems(sizes: dict[str, tuple[int, ...]], labels: dict[str, list], n:
     return out
 
 
+def not_probabilities(heads: dict[str, np.ndarray], tol: float = 1e-2) -> list[str]:
+    """Heads whose ``N x C`` rows are not probability distributions (pure)."""
+    return sorted(h for h, v in heads.items()
+                  if np.any(v < -tol) or np.any(v > 1 + tol) or np.any(np.abs(v.sum(axis=1) - 1) > tol))
+
+
 def startup_check(model: Any) -> None:
     """One forward pass on a blank snapshot: every head present, its size equal to its labels',
     finite scores, and a hierarchy the worker can decode; BundleError naming the file and key."""
@@ -183,6 +189,12 @@ def startup_check(model: Any) -> None:
     bad = sorted(h for h, v in heads.items() if h in labels and not np.all(np.isfinite(v)))
     if bad:
         raise BundleError(f"{path}: head {bad[0]} gives NaN or infinite scores on a blank snapshot; check the export")
+    card = getattr(model, "card", None)
+    if card is not None and card["activation"] == "probabilities":
+        odd = not_probabilities(heads)
+        if odd:
+            raise BundleError(f"{where}: activation: the card says probabilities but output {odd[0]} is not a "
+                              "probability distribution (values in 0..1 summing to 1); set activation to logits")
     try:
         hierarchy_of(model)
     except ValueError as exc:

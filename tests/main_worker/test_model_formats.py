@@ -245,6 +245,47 @@ def test_a_model_its_card_does_not_fit_is_refused_at_load(exports, tmp_path, nam
     assert says in e.value.reason and str(tmp_path) in e.value.reason, e.value.reason
 
 
+class WithSoftmax(torch.nn.Module):
+    """The network with a softmax on every head: outputs are probabilities."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return tuple(torch.softmax(o, 1) for o in self.net(x))
+
+
+@pytest.mark.parametrize("softmax_in_model,activation,ok", [(True, "probabilities", True), (True, "logits", True),
+                                                              (False, "probabilities", False)])
+def test_the_activation(tmp_path, softmax_in_model, activation, ok):
+    """A model that ends in softmax is read as it is with ``probabilities``; logits that the card
+    calls probabilities are refused at start-up (they would decode to nonsense)."""
+    net = three_head_net()
+    path = export_onnx(WithSoftmax(net) if softmax_in_model else net, tmp_path / "main.onnx")
+    write_card(path, card(activation=activation))
+    if not ok:
+        with pytest.raises(BundleError, match=r"main.json: activation: the card says probabilities but output "
+                                              r"make is not a probability distribution"):
+            load_bundle(path)
+        return
+    x = snapshots(2)
+    p = load_bundle(path).predict(x)
+    ref = reference(x)
+    if activation == "probabilities":
+        np.testing.assert_allclose(p["model"], ref["model"], atol=1e-4)
+    else:  # softmax of probabilities: still a distribution, flatter than the model's
+        assert np.allclose(p["model"].sum(1), 1) and p["model"].max() < ref["model"].max()
+
+
+@pytest.mark.parametrize("v,bad", [([[0.2, 0.8]], False), ([[0.5, 0.6]], True), ([[-0.5, 1.5]], True),
+                                   ([[3.0, -1.0]], True)])
+def test_not_probabilities(v, bad):
+    from video_analysis.main_worker.model import not_probabilities
+
+    assert not_probabilities({"type": np.array(v)}) == (["type"] if bad else [])
+
+
 def test_an_openvino_ir_without_its_weights_is_refused(exports, tmp_path):
     path = copy_with_card(exports["openvino"], tmp_path, card())
     path.with_suffix(".bin").unlink()
