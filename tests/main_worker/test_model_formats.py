@@ -312,3 +312,27 @@ def test_an_ultralytics_classify_onnx_export_needs_no_card(tmp_path):
     assert isinstance(m, UltralyticsHierBundle) and m.format_name == "ultralytics-classify (onnx)"
     p = m.predict(snapshots(2))
     assert p["path"].shape == (2, len(NAMES)) and summary(m)["hierarchy_paths"] == len(NAMES)
+
+
+def test_colour_heads_from_the_card_are_the_worker_s_colours(tmp_path):
+    """A model with colour heads whose labels are the spec's vocabulary: the worker reports its
+    colours (source "model") instead of the classical estimator's."""
+    from video_analysis.main_worker.worker import MainWorker
+    from video_analysis.worker_utils.vocab import COLOR_BASES
+
+    heads = {"color_base": list(COLOR_BASES), "finish": [None, "Matte", "Metallic"], "lightness": [None, "Light"]}
+    net = three_head_net(sizes=(8, 9, 7, 10, 3, 2))
+    path = tmp_path / "colours.onnx"
+    names = OUTPUT_NAMES + ["color", "finish", "light"]
+    torch.onnx.export(net, (torch.zeros(2, 3, SIZE, SIZE),), str(path), input_names=["images"], output_names=names,
+                      dynamic_axes={"images": {0: "n"}}, dynamo=False)
+    c = card()
+    c["outputs"].update(color_base="color", finish=4, lightness="light")
+    c["labels"].update(heads)
+    write_card(path, c)
+    m = load_bundle(path)
+    x = snapshots(1)
+    p = {h: v[0] for h, v in m.predict(x).items()}
+    assert {h: len(p[h]) for h in heads} == {"color_base": 10, "finish": 3, "lightness": 2}
+    colors, source = MainWorker._colors(m, p, x[0])
+    assert source == "model" and colors[0]["base"] in COLOR_BASES

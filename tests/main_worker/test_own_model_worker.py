@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import CMT_BUNDLE
 from helpers import worker_env
 from video_analysis.main_worker.worker import MainWorker
 
@@ -23,18 +24,21 @@ def jpeg(seed: int) -> bytes:
 
 
 def test_an_onnx_three_head_model_writes_rows_through_the_real_worker(mw_settings, tmp_path):
+    """Compare mode with two formats side by side: the team's ONNX model as the baseline, the
+    demo CVITX bundle as the CMT variant."""
     path = export_onnx(three_head_net(), tmp_path / "main.onnx")
     write_card(path, card())
-    s = mw_settings.replace(main_model_path=str(path), main_mode="single")
+    s = mw_settings.replace(main_model_path=str(path), main_mode="compare", cmt_model_path=str(CMT_BUNDLE))
     pub = Publisher(s)
     for i in range(3):
         pub.publish(i + 1, 1000 * (i + 1), jpeg(i))
     worker = MainWorker(s)  # the start-up path: load_variants -> load_bundle -> start-up check
-    assert worker.variants["baseline"].format_name == "onnx"
+    assert {n: v.format_name for n, v in worker.variants.items()} == {"baseline": "onnx", "cmt": "cvitx-bundle"}
     serve_until(s, worker, lambda: pub.status_counts().get("done", 0) == 3, timeout_s=90)
     rows = pub.results()
-    assert len(rows) == 3 and {r["variant"] for r in rows} == {"baseline"}
-    for r in rows:
+    assert sorted(r["variant"] for r in rows) == ["baseline"] * 3 + ["cmt"] * 3
+    assert {r["model_name"] for r in rows if r["variant"] == "cmt"} != {"ournet"}
+    for r in (r for r in rows if r["variant"] == "baseline"):
         assert (r["model_name"], r["model_version"]) == ("ournet", "t1")
         assert r["type"] in LABELS["type"] and (r["make"] is None or r["make"] in LABELS["make"])
         heads = r["payload"]["heads"]
