@@ -31,14 +31,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .formats.bundle import FORMAT, IMAGENET_MEAN, IMAGENET_STD, Bundle, build_tinynet, save_bundle, to_tensor
-from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError, one_line
 from ..worker_utils.model_files import (FileKind, check_ultralytics_checkpoint, describe_globals, foreign_globals,
                                         is_ultralytics, sniff)
+from .formats.bundle import FORMAT, IMAGENET_MEAN, IMAGENET_STD, Bundle, build_tinynet, save_bundle, to_tensor
+from .formats.common import BLANK_VALUE, SNAPSHOT_SIZE, BundleError, one_line
 from .formats.ultralytics_cls import UltralyticsHierBundle
 
 __all__ = ["FORMAT", "IMAGENET_MEAN", "IMAGENET_STD", "Bundle", "BundleError", "UltralyticsHierBundle",
-           "build_tinynet", "save_bundle", "to_tensor", "load_bundle", "startup_check", "summary", "EXPORT_HELP"]
+           "build_tinynet", "save_bundle", "to_tensor", "load_bundle", "startup_check", "summary", "EXPORT_HELP",
+           "blank_snapshots", "head_problems", "not_probabilities", "median_ms"]
 log = logging.getLogger(__name__)
 
 EXPORT_HELP = ("export the network instead: torch.onnx.export(model.eval(), torch.zeros(2, 3, S, S), 'main.onnx', "
@@ -121,8 +122,8 @@ def load_bundle(path: str | Path, *, check: bool = True) -> Any:
         raise BundleError(f"main model bundle {path} does not exist or is not a file")
     try:
         found = sniff(path)
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read it ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - unreadable, or a damaged archive or pickle
+        raise BundleError(f"{path}: cannot be read as a model file ({one_line(exc)}); is it damaged?") from None
     if found.kind == "torch_pickle":
         model = _load_pickle(path, found)
     elif found.kind == "onnx" and not card_path(path).is_file() and is_ultralytics_classify(onnx_metadata(path)):

@@ -81,7 +81,10 @@ def _refuse_unsafe_checkpoint(path: Path) -> None:
     from ..worker_utils.model_files import check_ultralytics_checkpoint, sniff
 
     if path.is_file():
-        found = sniff(path)
+        try:
+            found = sniff(path)
+        except Exception as exc:  # noqa: BLE001 - a damaged archive or pickle
+            raise DetectorConfigError(f"cannot load detector {path}: {type(exc).__name__}: {exc}") from None
         if found.kind == "torch_pickle":
             check_ultralytics_checkpoint(path, found, DetectorConfigError)
 

@@ -141,6 +141,14 @@ def test_real_module_classes_are_told_from_functions():
     assert not is_module_class("ultralytics.nn.nope", "X")
 
 
+def test_a_damaged_pickle_inside_an_archive_is_a_clear_refusal(tmp_path):
+    path = tmp_path / "damaged.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("damaged/data.pkl", b"\x80\x02}q\x00(X\x05\x00\x00")  # cut off mid-pickle
+    with pytest.raises(BundleError, match=r"damaged.pt: cannot be read as a model file \(.*\); is it damaged\?"):
+        load_bundle(path)
+
+
 @pytest.mark.parametrize("content,kind", [(b"\x08\x07hello", "unknown"), (b"", "unknown")])
 def test_unknown_files(tmp_path, content, kind):
     path = tmp_path / "x.bin"
