@@ -7,12 +7,13 @@ REQ_HASH := $(shell cat requirements.txt requirements-test.txt pyproject.toml | 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 OPENCV_HEADLESS := $(shell grep -E '^opencv-python-headless==' requirements.txt)
 
-.PHONY: help venv deps deps-demo test demo bench clean
+.PHONY: help venv deps deps-demo test demo bench soak clean
 
 help:
 	@echo "make demo   - build the environment, start the local stack and run the demo end to end"
 	@echo "make test   - build the environment and run the test suite (what CI runs)"
 	@echo "make bench  - benchmarks a-e, side by side (JSON); BENCH_ARGS=--quick for a short run"
+	@echo "make soak   - 60 videos through 2+2 workers under SIGKILLs and a 90 s database outage (SOAK_ARGS=--videos N)"
 	@echo "make deps   - check/install system packages (PostgreSQL server binaries)"
 	@echo "make clean  - remove the virtualenv and local stack state"
 
@@ -63,6 +64,10 @@ demo: venv deps-demo
 # artifacts/bench/results.json (about 3-5 min on 2 cores; BENCH_ARGS=--quick for a smoke run).
 bench: venv deps-demo
 	$(BIN)/python -m video_analysis.bench $(BENCH_ARGS)
+
+# The whole system under chaos (about 10-15 min on 2 cores): checks and figures as JSON, exit 1 on a failed check.
+soak: venv deps-demo
+	$(BIN)/python -m video_analysis.bench.soak $(SOAK_ARGS)
 
 clean:
 	-$(BIN)/python -m video_analysis stack down 2>/dev/null

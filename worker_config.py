@@ -85,6 +85,20 @@ class Settings(BaseModel):
     stop_timeout_s: float = Field(30.0, gt=0)  # SIGTERM grace before the message in hand is released
     transient_backoff_base_s: int = Field(5, ge=0, le=900)
     transient_backoff_max_s: int = Field(120, ge=0, le=43200)
+    # A handler that makes no real progress (frames detected, a snapshot emitted, a batch step
+    # done; never the heartbeat) for this long is stalled: its messages come back after a
+    # backoff and the process exits non-zero for systemd to restart.  Well under the units'
+    # WatchdogSec (180 s), above the slowest honest step (a YOLOv8m batch on a slow CPU).
+    stall_timeout_s: float = Field(90.0, gt=0)
+    # A dependency (database, S3, SQS) that cannot be reached pauses receiving; the messages in
+    # hand are released and come back after outage_release_s.  A message is dead-lettered for
+    # an outage only once the outage has lasted outage_budget_s (a failover takes minutes).
+    outage_budget_s: float = Field(900.0, ge=0)
+    outage_release_s: int = Field(10, ge=0, le=43200)
+    outage_probe_max_s: float = Field(30.0, gt=0)  # cap of the probe backoff (1, 2, 4 ... s)
+    # At start-up an unreachable dependency is waited for this long (systemd's TimeoutStartSec
+    # is 180 s); a misconfiguration (missing table, queue or bucket) fails at once.
+    startup_wait_s: float = Field(120.0, ge=0)
 
     # --- database ----------------------------------------------------------
     db_url: str = "postgresql://cvitx:cvitx@localhost:5432/cvitx"

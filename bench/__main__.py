@@ -7,7 +7,8 @@
 
 Groups: ``yolo`` = a (end to end vs detector-only) + b (vs naive ultralytics track loop);
 ``main`` = c (main_worker batched vs one at a time); ``long`` = d (peak RSS 1-min vs 10-min
-clip) + e (first SNAPSHOT_READY as a fraction of the processing time, 10-min clip).
+clip) + e (first SNAPSHOT_READY as a fraction of the processing time, 10-min clip);
+``formats`` = the main-model formats' per-snapshot latency side by side (bench/main_formats.py).
 Each benchmark starts its own local stack (moto_server + throwaway PostgreSQL) and stops it.
 Clips are generated once and cached under artifacts/bench/clips.
 """
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     """The command line, and the set of benchmark groups it chose."""
     ap = argparse.ArgumentParser(prog="python -m video_analysis.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "all"], default="all",
+    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "formats", "all"], default="all",
                     help="which benchmarks (default: all)")
     ap.add_argument("--quick", action="store_true", help="short clips (smoke run; figures are noisier)")
     ap.add_argument("--stride", type=int, default=3, help="frame_stride for every yolo_worker run")
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     ap.add_argument("--out", default=str(WORK / "results.json"), help="also write the JSON here")
     args = ap.parse_args(argv)
     chosen = [args.groups] if isinstance(args.groups, str) else args.groups  # the default is the string "all"
-    return args, ({"yolo", "main", "long"} if "all" in chosen else set(chosen))
+    return args, ({"yolo", "main", "long", "formats"} if "all" in chosen else set(chosen))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
         log("d+e: peak RSS and first SNAPSHOT_READY, short vs long clip")
         results["long"] = (bench_long(0.25, 1.0, args.stride) if args.quick else bench_long(1.0, 10.0, args.stride))
+    if "formats" in groups:
+        from .main_formats import bench_formats
+
+        log("main-model formats: per-snapshot latency of each, side by side")
+        results["formats"] = bench_formats(runs=5 if args.quick else 20)
     results["targets"] = check_targets(results)
     emit(results)
     WORK.mkdir(parents=True, exist_ok=True)

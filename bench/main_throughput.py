@@ -106,11 +106,11 @@ def _serve(settings, worker, batch_size: int, bodies: list[str]) -> tuple[float,
         served += len(messages)
         feeding += feeder.top_up(len(messages))
         if served >= len(bodies):
-            poller.stop_event.set()
+            poller.stop()
         return out
 
     poller = Poller(settings, settings.snapshot_queue, settings.snapshot_dlq, handler, batch_size=batch_size,
-                    install_signals=False, name=f"bench-batch{batch_size}")
+                    name=f"bench-batch{batch_size}")
     t0 = time.perf_counter()
     poller.run()
     return time.perf_counter() - t0 - feeding, served

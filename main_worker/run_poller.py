@@ -11,9 +11,7 @@ from ..worker_utils.runner import run_worker
 def build(settings: Settings) -> Poller:
     from .worker import MainWorker
 
-    worker = MainWorker(settings)
-    return Poller(settings, settings.snapshot_queue, settings.snapshot_dlq, worker.handle_batch,
-                  batch_size=settings.main_batch_size, name="main_worker")
+    return MainWorker(settings).poller()
 
 
 def main(argv=None) -> int:

@@ -13,10 +13,13 @@ A receive of up to ``main_batch_size`` messages is handled as one batch:
    whole batch that upserts a results row per variant and marks each analysis ``done``.
 
 A failure is that message's alone: validation, fetch, decoding and colour failures are caught
-per message; when a batch transaction fails permanently (a row the database refuses), the
-batch is redone one message per transaction, so only the message it belongs to fails; a
-transient database failure (the database is down) is every message's and all are retried.
-A permanent failure marks the analysis ``error`` with the reason where the row exists.
+per message; a forward pass that fails is redone one snapshot at a time, so an inference
+error (permanent: the model cannot take this input) is the failing snapshot's alone; when a
+batch transaction fails permanently (a row the database refuses), the batch is redone one
+message per transaction, so only the message it belongs to fails; the database being down is
+every message's (an outage: the poller pauses).  Whatever sends a message to the DLQ, the
+poller first calls :meth:`MainWorker.dead_letter`, which marks its analysis ``error`` with
+the DLQ's reason.
 """
 from __future__ import annotations
 
@@ -32,16 +35,17 @@ import numpy as np
 
 from ..worker_config import Settings
 from ..worker_utils.db import Database
-from ..worker_utils.errors import BadMedia, PermanentError, TransientError, ValidationFailed, WorkerError
+from ..worker_utils import readiness
+from ..worker_utils.errors import BadMedia, PermanentError, ValidationFailed, WorkerError, inference_error
 from ..worker_utils.imaging import decode_jpeg
-from ..worker_utils.keys import parse_snapshot_uri
+from ..worker_utils.keys import is_uuid, parse_snapshot_uri
 from ..worker_utils.logs import log_context
 from ..worker_utils.messages import SnapshotReady
-from ..worker_utils.poller import HandlerContext, Outcome
+from ..worker_utils.poller import Dependency, HandlerContext, Outcome, Poller
 from ..worker_utils.repository import (fail_analysis, finish_analysis, finish_analyses, start_analyses,
                                        start_analysis)
 from ..worker_utils.s3_store import S3Store
-from ..worker_utils.sqs_queue import ReceivedMessage
+from ..worker_utils.sqs_queue import ReceivedMessage, SqsQueues
 from ..worker_utils.validation import validate_snapshot_ready
 from ..worker_utils.vocab import COLOR_BASES
 from .color import estimate_fbl, fbl_from_heads
@@ -90,6 +94,8 @@ class MainWorker:
         self.db = db or Database(settings)
         self.variants = variants if variants is not None else load_variants(settings)
         self.hierarchies = {name: hierarchy_of(b) for name, b in self.variants.items()}
+        self._dead_letter_db = Database(settings)  # dead_letter's own connection (see there)
+        self._sqs: Optional[SqsQueues] = None
         self.plates = plate_reader or (PlateReader(runtime=settings.plate_runtime) if settings.plate_enabled else None)
         if self.plates is not None and hasattr(self.plates, "warm_up"):
             self.plates.warm_up()  # at start-up, like the bundles: not on the first message
@@ -107,17 +113,11 @@ class MainWorker:
                 try:
                     valid.append((i, validate_snapshot_ready(m.body, self.settings)))
                 except Exception as exc:  # noqa: BLE001 - isolated per message
-                    uri = _snapshot_uri_of(m.body) if isinstance(exc, ValidationFailed) else None
-                    if uri:
-                        self._fail(uri, f"invalid message: {exc.reason}")
                     outcomes[i] = exc
         images = self._fetch_all([msg.snapshot_s3_key for _, msg in valid])
         fetched: list[tuple[int, SnapshotReady, np.ndarray]] = []
         for (i, msg), img in zip(valid, images):
             if isinstance(img, BaseException):
-                with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
-                    if isinstance(img, PermanentError):
-                        self._fail(msg.snapshot_s3_key, img.reason)
                 outcomes[i] = img
             else:
                 fetched.append((i, msg, img))
@@ -134,9 +134,6 @@ class MainWorker:
         items = []
         for (i, msg, img), st in zip(fetched, started):
             if isinstance(st, BaseException):
-                if isinstance(st, PermanentError):
-                    with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
-                        self._fail(msg.snapshot_s3_key, st.reason)
                 outcomes[i] = st
             elif st[1] == "done":
                 with log_context(message_id=messages[i].message_id, video_id=msg.video_id):
@@ -176,15 +173,32 @@ class MainWorker:
                            f"{s.snapshot_size}x{s.snapshot_size} (letterbox it)")
         return img
 
-    def _fail(self, uri: str, reason: str) -> None:
-        try:
-            fail_analysis(self.db, uri, reason)
-        except WorkerError as exc:
-            log.warning("could not record the error on the analysis row", extra={"error": exc.reason})
+    # --- the poller's side ---------------------------------------------------------
+    def dead_letter(self, message: ReceivedMessage, reason: str, code: str) -> None:
+        """The poller's terminal-state hook: the message is going to the DLQ, so its analysis
+        row (where one exists, belongs to the message's workspace and is not done) becomes
+        ``error`` with the same reason.  Runs on its own connection: a stalled handler may hold
+        the worker's.  Raises DependencyDown while the database is down (nothing is dead-lettered)."""
+        uri, workspace_id = _snapshot_ids_of(message.body)
+        if uri and workspace_id and fail_analysis(self._dead_letter_db, uri, reason, workspace_id):
+            log.info("analysis marked error", extra={"snapshot_s3_key": uri, "error_code": code})
+
+    def dependencies(self) -> list[Dependency]:
+        s = self.settings
+        return [readiness.database(self.db), readiness.s3(self.s3, s, "snapshots"),
+                readiness.sqs(SqsQueues(s) if self._sqs is None else self._sqs, [s.snapshot_queue, s.snapshot_dlq])]
+
+    def poller(self, name: str = "main_worker", sqs: Optional[SqsQueues] = None) -> Poller:
+        """The poller that serves this worker, as ``run_poller`` runs it."""
+        s = self.settings
+        self._sqs = sqs or self._sqs or SqsQueues(s)
+        return Poller(s, s.snapshot_queue, s.snapshot_dlq, self.handle_batch, batch_size=s.main_batch_size,
+                      sqs=self._sqs, name=name, on_dead_letter=self.dead_letter, dependencies=self.dependencies())
 
     # --- the batch -----------------------------------------------------------------
     def handle_batch(self, messages: Sequence[ReceivedMessage], ctx: HandlerContext) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(messages)
+        ctx.progress("fetch snapshots")
         fetched = self._fetch_valid(messages, outcomes)
         if not fetched:
             return outcomes
@@ -195,23 +209,22 @@ class MainWorker:
         ocr = (self._ocr_pool().submit(contextvars.copy_context().run, self._plates, [img for _, _, img in fetched])
                if self.plates else None)
         try:
+            ctx.progress("start analyses")
             items = self._start_all(messages, fetched, outcomes)
             if not items:
                 return outcomes
             ctx.check_cancelled()
-            batch = np.stack([it.image for it in items])
+            ctx.progress("inference")
             t0 = time.perf_counter()
-            try:
-                probs = {name: bundle.predict(batch) for name, bundle in self.variants.items()}
-            except Exception as exc:  # noqa: BLE001 - a model failure is every message's, and retryable
-                err = TransientError(f"main model inference failed: {type(exc).__name__}: {exc}")
-                for it in items:
-                    outcomes[it.index] = err
+            probs, items = self._infer(items, outcomes)
+            if not items:
                 return outcomes
             infer_ms = (time.perf_counter() - t0) * 1e3 / len(items)
+            ctx.progress("plate OCR")
         finally:
             # never leave the OCR running past this batch (a next batch would queue behind it)
             read = ocr.result() if ocr is not None else None
+        ctx.progress("results")
         plates: Optional[list[tuple[Optional[str], Optional[float]]]] = [(None, None)] * len(items)
         plate_ms = 0.0
         if read is not None:
@@ -232,11 +245,39 @@ class MainWorker:
                                       infer_ms, plate, ms)
                     finished.append((it, rows))
                 except Exception as exc:  # noqa: BLE001
-                    if isinstance(exc, PermanentError):
-                        self._fail(it.msg.snapshot_s3_key, exc.reason)
                     outcomes[it.index] = exc
-        self._write(finished, outcomes)
+        ctx.progress("write results")
+        self._write(finished, outcomes, ctx)
         return outcomes
+
+    def _infer(self, items: list[_Item], outcomes: list[Outcome]) -> tuple[dict[str, dict[str, np.ndarray]], list[_Item]]:
+        """Every variant's heads for the batch in one forward pass each.  When the batch fails,
+        each snapshot is tried alone, so a failure stays with the input it belongs to (typed by
+        :func:`inference_error`: permanent, or transient when out of memory); returns the heads
+        and the items they are for."""
+        try:
+            return {name: b.predict(np.stack([it.image for it in items])) for name, b in self.variants.items()}, items
+        except Exception:  # noqa: BLE001 - retried one by one below
+            if len(items) == 1:
+                return self._infer_one(items[0], outcomes)
+        kept: list[_Item] = []
+        parts: dict[str, dict[str, list[np.ndarray]]] = {}
+        for it in items:
+            probs, ok = self._infer_one(it, outcomes)
+            if ok:
+                kept.append(it)
+                for name, heads in probs.items():
+                    for head, p in heads.items():
+                        parts.setdefault(name, {}).setdefault(head, []).append(p)
+        return {name: {h: np.concatenate(ps) for h, ps in heads.items()} for name, heads in parts.items()}, kept
+
+    def _infer_one(self, it: _Item, outcomes: list[Outcome]) -> tuple[dict[str, dict[str, np.ndarray]], list[_Item]]:
+        try:
+            return {name: b.predict(it.image[None]) for name, b in self.variants.items()}, [it]
+        except Exception as exc:  # noqa: BLE001 - this input's failure
+            outcomes[it.index] = exc if isinstance(exc, WorkerError) else inference_error(
+                "main model", it.msg.snapshot_s3_key, exc)
+            return {}, []
 
     # --- step 3: plates for the batch, rows per message, one write for the batch ------------
     def _ocr_pool(self) -> ThreadPoolExecutor:
@@ -282,7 +323,7 @@ class MainWorker:
                                    heads=head_summary(bundle, p), timings_ms=timings, color_source=color_source))
         return rows
 
-    def _write(self, finished: list[tuple[_Item, list[dict]]], outcomes: list[Outcome]) -> None:
+    def _write(self, finished: list[tuple[_Item, list[dict]]], outcomes: list[Outcome], ctx: HandlerContext) -> None:
         """Every finished message's rows in one transaction; when that fails permanently, one
         transaction per message, so the message whose rows the database refuses fails alone."""
         results = _batch_or_each(lambda items: finish_analyses(self.db, items),
@@ -291,14 +332,11 @@ class MainWorker:
         for (it, rows), res in zip(finished, results):
             with log_context(message_id=it.message.message_id, video_id=it.msg.video_id):
                 if isinstance(res, BaseException):
-                    if isinstance(res, PermanentError):
-                        self._fail(it.msg.snapshot_s3_key, res.reason)
                     outcomes[it.index] = res
-                elif res:
+                elif res:  # said on the poller's one "message done" line for this snapshot
                     best = rows[0]
-                    log.info("analysis done", extra={"track_id": it.msg.track_id, "variants": len(rows),
-                                                     "type": best["type"], "make": best["make"],
-                                                     "model": best["model"], "plate": best["plate"]})
+                    ctx.note(it.message.message_id, analysis="done", variants=len(rows), type=best["type"],
+                             make=best["make"], model=best["model"], plate=best["plate"])
                 else:
                     log.info("analysis was finished by another delivery; nothing changed")
 
@@ -406,10 +444,12 @@ def _start_args(msg: SnapshotReady) -> dict[str, Any]:
             "yolo_type": msg.yolo_type}
 
 
-def _snapshot_uri_of(body: str) -> Optional[str]:
-    """The snapshot_s3_key of a message that failed validation, if it has a string one."""
+def _snapshot_ids_of(body: str) -> tuple[Optional[str], Optional[str]]:
+    """``(snapshot_s3_key, workspace_id)`` of a message, where it has string ones (a message
+    that failed validation included): the analysis row a dead-lettered message leaves behind."""
     try:
-        value = json.loads(body).get("snapshot_s3_key")
+        obj = json.loads(body)
+        uri, wid = obj.get("snapshot_s3_key"), obj.get("workspace_id")
     except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+        return None, None
+    return (uri if isinstance(uri, str) else None), (wid if isinstance(wid, str) and is_uuid(wid) else None)

@@ -71,6 +71,17 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, proc=Non
     raise AssertionError(f"timed out waiting for {what}" + (f":\n{log.read_text()[-3000:]}" if log else ""))
 
 
+def poll_until(fetch: Callable[[], Any], timeout_s: float, what: Callable[[], str] | str) -> Any:
+    """Call ``fetch`` until it returns something truthy, and return that; ``what`` (or what it
+    returns) says what was awaited when it times out."""
+    deadline = time.monotonic() + timeout_s
+    while not (got := fetch()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what() if callable(what) else what}")
+        time.sleep(0.1)
+    return got
+
+
 def load_test_module(name: str, path: Path) -> ModuleType:
     """``path`` imported as the module ``name`` (once), for harness files that live in a test
     directory which is no package (tests/yolo_worker/yolo_harness.py)."""

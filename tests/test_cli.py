@@ -11,7 +11,7 @@ import pytest
 
 from helpers import worker_env
 
-COMMANDS = ["stack", "setup", "send-video", "status", "redrive", "reconcile", "demo", "analyze"]
+COMMANDS = ["stack", "setup", "send-video", "status", "redrive", "reconcile", "demo", "analyze", "check-model"]
 
 
 def run_cli(*args, env=None, cwd=None):

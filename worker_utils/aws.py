@@ -16,7 +16,7 @@ from botocore.exceptions import (
 )
 
 from ..worker_config import Settings
-from .errors import MissingObject, PermanentError, TransientError, WorkerError
+from .errors import DependencyDown, MissingObject, PermanentError, TransientError, WorkerError
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 _TRANSIENT = {
@@ -57,14 +57,16 @@ def translate_aws_error(exc: BaseException, what: str) -> WorkerError:
         if code in _MISSING:
             return MissingObject(f"{what}: object does not exist ({code}); check the key and that the upload finished")
         if code in _TRANSIENT or status >= 500 or status == 429:
-            return TransientError(f"{what}: AWS is unavailable or throttling ({code}: {msg}); will retry")
+            return TransientError(f"{what}: AWS is unavailable or throttling ({code}: {msg})")
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
             return PermanentError(
                 f"{what}: access denied ({code}); the worker's IAM policy does not allow this key or the "
                 "credentials are wrong (see deploy/iam/)", code="access_denied")
         return PermanentError(f"{what}: {code}: {msg}", code="aws_client_error")
     if isinstance(exc, (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)):
-        return TransientError(f"{what}: endpoint unreachable ({type(exc).__name__}); will retry")
+        # No answer at all: an outage of the service (``what`` starts with "S3 " or "SQS ").
+        service = "sqs" if what.startswith("SQS") else "s3"
+        return DependencyDown(service, f"{what}: endpoint unreachable ({type(exc).__name__})")
     if isinstance(exc, NoCredentialsError):
         return TransientError(f"{what}: no AWS credentials found; set them (env, profile or instance role)")
     if isinstance(exc, (BotoCoreError, OSError)):

@@ -3,8 +3,10 @@
 All SQL in the project is parameterised (``%s`` placeholders); nothing is formatted into
 query text.  Failures are translated by SQLSTATE class:
 
-* connection / admin shutdown / resources / serialization (08, 57, 53, 40) -> TransientError,
-  and the connection is dropped so the next use reconnects;
+* no server (connection refused or lost: class 08, 57P01-57P03, an OperationalError without
+  SQLSTATE) -> DependencyDown("database"): an outage, the poller pauses and probes; the
+  connection is dropped so the next use reconnects;
+* resources / serialization / a cancelled statement (53, 40, other 57) -> TransientError;
 * integrity and data errors (23, 22) -> PermanentError: the message can never satisfy them;
 * everything else (e.g. 42: a missing table before ``setup``) -> TransientError: a deployment
   problem that a fix plus redelivery resolves.
@@ -21,11 +23,13 @@ import psycopg2
 import psycopg2.extras
 
 from ..worker_config import PACKAGE_DIR, Settings
-from .errors import PermanentError, TransientError, WorkerError
+from .errors import DependencyDown, PermanentError, TransientError, WorkerError
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = PACKAGE_DIR / "deploy" / "sql"
 _MIGRATION_LOCK = 0x43564954  # "CVIT": one pg_advisory_xact_lock key for concurrent setups
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server is going or not yet there
+_SERVER_GONE = {"57P01", "57P02", "57P03"}
 
 
 def translate_db_error(exc: BaseException, what: str) -> WorkerError:
@@ -33,8 +37,12 @@ def translate_db_error(exc: BaseException, what: str) -> WorkerError:
         return exc
     code = getattr(exc, "pgcode", None) or ""
     detail = str(getattr(exc, "pgerror", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or code[:2] in ("08", "57", "53", "40"):
-        return TransientError(f"{what}: database unavailable ({detail}); will retry")
+    if code[:2] == "08" or code in _SERVER_GONE or (
+            not code and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))):
+        # No server to talk to (refused, reset, shutting down, starting up): an outage.
+        return DependencyDown("database", f"{what}: database unavailable ({detail})")
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or code[:2] in ("57", "53", "40"):
+        return TransientError(f"{what}: database busy or interrupted ({detail})")
     if code[:2] in ("23", "22"):
         return PermanentError(f"{what}: the data violates a database rule ({detail})", code="db_constraint")
     return TransientError(f"{what}: database error {code or type(exc).__name__} ({detail})")
@@ -103,6 +111,10 @@ class Database:
             cur.execute(sql, params)
             return cur.rowcount
 
+    def ping(self) -> None:
+        """One round trip (``SELECT 1``); raises DependencyDown while the server is unreachable."""
+        self.fetchall("SELECT 1 AS ok")
+
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     """``NNNN_name.sql`` files in version order."""
@@ -133,4 +145,15 @@ def apply_migrations(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str
     return applied
 
 
-__all__ = ["Database", "apply_migrations", "migration_files", "translate_db_error"]
+def missing_migrations(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The migration versions not recorded in ``schema_migrations`` (all of them when the table
+    itself is missing): empty when the database is ready for the workers."""
+    wanted = [p.stem for p in migration_files(directory)]
+    row = db.fetchone("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")
+    if not row or not row["present"]:
+        return wanted
+    done = {r["version"] for r in db.fetchall("SELECT version FROM schema_migrations")}
+    return [v for v in wanted if v not in done]
+
+
+__all__ = ["Database", "apply_migrations", "migration_files", "missing_migrations", "translate_db_error"]

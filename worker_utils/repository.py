@@ -186,10 +186,22 @@ def finish_analysis(db: Database, analysis_id: str, results: list[dict[str, Any]
         return True
 
 
-def fail_analysis(db: Database, snapshot_uri: str, reason: str) -> bool:
-    """Mark the analysis ``error`` with ``reason`` where a row exists and is not done."""
+def fail_analysis(db: Database, snapshot_uri: str, reason: str, workspace_id: Optional[str] = None) -> bool:
+    """Mark the analysis ``error`` with ``reason`` where a row exists, is not done and (given
+    ``workspace_id``) belongs to that workspace."""
     n = db.execute("UPDATE image_analyses SET status = 'error', error = %s, updated_at = now()"
-                   " WHERE snapshot_s3_key = %s AND status <> 'done'", (reason[:2000], snapshot_uri))
+                   " WHERE snapshot_s3_key = %s AND status <> 'done'"
+                   " AND (%s::text IS NULL OR workspace_id::text = %s::text)",
+                   (reason[:2000], snapshot_uri, workspace_id, workspace_id))
+    return n > 0
+
+
+def fail_video(db: Database, video_id: str, workspace_id: str, reason: str) -> bool:
+    """Mark the video ``error`` with ``reason`` where its row exists, belongs to ``workspace_id``
+    and is not done (a done video never moves back)."""
+    n = db.execute("UPDATE videos SET status = 'error', error = %s, updated_at = now()"
+                   " WHERE id::text = %s AND workspace_id::text = %s AND status <> 'done'",
+                   (reason[:2000], video_id, workspace_id))
     return n > 0
 
 

@@ -6,11 +6,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+from botocore.exceptions import ClientError
 
 from ..worker_config import Settings
 from .aws import make_client, translate_aws_error
-from .errors import BadMedia, WorkerError
+from .errors import BadMedia, PermanentError, WorkerError
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -42,8 +44,10 @@ class S3Store:
         return ObjectInfo(key=key, size=int(r["ContentLength"]), content_type=r.get("ContentType"))
 
     def download_to_file(self, key: str, dest_dir: str | os.PathLike | None = None,
-                         max_bytes: Optional[int] = None, suffix: str = "") -> Path:
-        """Stream the object to a new temp file (1 MiB chunks, never all in memory).
+                         max_bytes: Optional[int] = None, suffix: str = "",
+                         on_chunk: Callable[[int], None] = lambda _n: None) -> Path:
+        """Stream the object to a new temp file (1 MiB chunks, never all in memory);
+        ``on_chunk(bytes so far)`` after each chunk (progress of a long download).
 
         Refuses objects over ``max_bytes`` before and while reading.  The caller deletes the
         file; on any failure it is already deleted.
@@ -69,6 +73,7 @@ class S3Store:
                         raise BadMedia(f"{what}: object is over the {max_bytes}-byte limit (max_video_bytes); "
                                        "split or re-encode the video")
                     fh.write(chunk)
+                    on_chunk(done)
         except WorkerError:
             path.unlink(missing_ok=True)
             raise
@@ -110,6 +115,26 @@ class S3Store:
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
         except Exception as exc:
             raise translate_aws_error(exc, f"S3 upload {self._uri(key)}") from exc
+
+    def probe(self, key: str) -> None:
+        """One ranged GetObject of ``key``, which need not exist: proves that S3 answers and the
+        bucket exists, with no permission beyond the worker's own GetObject scope (a missing
+        key reads as NoSuchKey, or AccessDenied without s3:ListBucket; both are fine here).
+        Raises DependencyDown while S3 is unreachable, PermanentError when the bucket is missing."""
+        try:
+            r = self.client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-0")
+            r["Body"].close()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchBucket":
+                raise PermanentError(f"S3 bucket {self.bucket!r} does not exist; create it with "
+                                     "`python -m video_analysis setup` or fix the bucket setting",
+                                     code="no_bucket") from exc
+            if code in ("NoSuchKey", "AccessDenied", "403", "404", "InvalidRange"):
+                return
+            raise translate_aws_error(exc, f"S3 probe {self._uri(key)}") from exc
+        except Exception as exc:
+            raise translate_aws_error(exc, f"S3 probe {self._uri(key)}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []

@@ -147,6 +147,14 @@ class SqsQueues:
         except Exception as exc:
             raise translate_aws_error(exc, f"SQS ensure queue {name}") from exc
 
+    def probe(self, name: str) -> None:
+        """One GetQueueAttributes round trip on a queue the worker consumes (its IAM policy
+        allows it): raises DependencyDown while SQS is unreachable."""
+        try:
+            self.client.get_queue_attributes(QueueUrl=self.url(name), AttributeNames=["QueueArn"])
+        except Exception as exc:
+            raise translate_aws_error(exc, f"SQS probe {name}") from exc
+
     def attributes(self, name: str) -> dict[str, str]:
         try:
             return self.client.get_queue_attributes(QueueUrl=self.url(name), AttributeNames=["All"])["Attributes"]

@@ -48,7 +48,7 @@ def submit_video(settings: Settings, path: Path, *, workspace_id: str, workspace
         message = {"event": "PROCESS_VIDEO_DB", "video_id": video_id, "workspace_id": workspace_id}
     uri = f"s3://{settings.bucket}/{key}"
     again = f"run the same command again with --video-id {video_id}"
-    drop_row = f"DELETE FROM videos WHERE id = '{video_id}'"
+    drop_row = f"the videos row with id {video_id} (delete it with psql)"
     try:
         upsert_video_queued(Database(settings), video_id=video_id, workspace_id=workspace_id,
                             workspace_code=workspace_code, camera_code=camera_code, s3_key_raw=key,

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Optional, Protocol
 import numpy as np
 
 from ..worker_config import Settings
+from ..worker_utils.errors import WorkerError, inference_error
 from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
 from .selection import FinishedTrack, TrackBook, make_candidate
 from .track_ids import TrackIds
@@ -68,10 +69,15 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
                  tracker: TrackerLike, emit: Callable[[FinishedTrack], None],
                  check_cancelled: Callable[[], None] = lambda: None,
                  on_progress: Callable[[dict], None] = lambda _p: None,
-                 on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]] = None) -> PipelineStats:
+                 on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]] = None,
+                 report: Callable[[Optional[str]], None] = lambda _stage=None: None) -> PipelineStats:
     """Process ``path``; calls ``emit`` once per kept track, in order of track end, on a
     background thread (:class:`Emitter`) so that detection never waits for it; returns once
     every track is emitted, or raises the first exception ``emit`` raised.
+
+    ``report(stage)`` is told of real work as it happens (the poller's stall detection): the
+    stage when it changes, then ``report(None)`` per processed frame and per emitted track.
+    ``on_progress(figures)`` gets the progress figures every ``progress_interval_s``.
 
     ``on_tracks(frame_index, [(track_id, detection row)])``, when given, sees every processed
     frame's confirmed tracks (evaluation, annotated video).
@@ -86,6 +92,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     reader = FrameReader(path, stride, queue_size=max(4, batch))
 
     def _emitted(_ft: FinishedTrack) -> None:  # on the emitter thread, once emit() has returned
+        report(None)
         stats.tracks_emitted += 1
         if stats.first_emit_s is None:
             stats.first_emit_s = time.perf_counter() - t0
@@ -93,8 +100,10 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
 
     emitter = Emitter(emit, _emitted)
     try:
+        report("detect and track")
         _run(reader, detector, tracker, settings, book, emitter, stats, batch, t0, check_cancelled, on_progress,
-             on_tracks, info)
+             on_tracks, info, report)
+        report("emit the last snapshots")
         emitter.close()  # every snapshot written and announced (or the first emit error raised)
     except BaseException:
         emitter.abort()
@@ -108,7 +117,8 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
 def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, settings: Settings, book: TrackBook,
          emitter: "Emitter", stats: PipelineStats, batch: int, t0: float, check_cancelled: Callable[[], None],
          on_progress: Callable[[dict], None],
-         on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo) -> None:
+         on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo,
+         report: Callable[[Optional[str]], None]) -> None:
     """The frame loop of :func:`run_pipeline`: finished tracks go to ``emitter``."""
     last_report = t0
     ids = TrackIds(settings.track_max_age, frame_size=(info.width, info.height) if info.width > 0 else None)
@@ -134,6 +144,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
                 book.observe(step, cand, track_id, lambda box, img=img: crop_with_margin(img, box, settings.crop_margin))
             _emit(book.expire(step))
             stats.frames_processed = step
+            report(None)
             now = time.perf_counter()
             if now - last_report >= settings.progress_interval_s:
                 last_report = now
@@ -217,9 +228,14 @@ def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
     detect_batch = getattr(detector, "detect_batch", None) if batch > 1 else None
 
     def run(job: list[Frame]) -> list[np.ndarray]:
-        if detect_batch is None:
-            return [detector.detect(f.image) for f in job]
-        return detect_batch([f.image for f in job])
+        try:
+            if detect_batch is None:
+                return [detector.detect(f.image) for f in job]
+            return detect_batch([f.image for f in job])
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - typed here: the poller decides from the type
+            raise inference_error("detector", f"frame {job[0].index}", exc) from exc
 
     def jobs() -> Iterator[list[Frame]]:
         job: list[Frame] = []

@@ -4,16 +4,14 @@ from __future__ import annotations
 import sys
 
 from ..worker_config import Settings
-from ..worker_utils.poller import Poller, one_at_a_time
+from ..worker_utils.poller import Poller
 from ..worker_utils.runner import run_worker
 
 
 def build(settings: Settings) -> Poller:
     from .worker import YoloWorker
 
-    worker = YoloWorker(settings)
-    return Poller(settings, settings.video_queue, settings.video_dlq, one_at_a_time(worker.handle),
-                  batch_size=1, name="yolo_worker")
+    return YoloWorker(settings).poller()
 
 
 def main(argv=None) -> int:

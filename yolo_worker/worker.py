@@ -14,8 +14,9 @@ Per message:
 A redelivery of an unfinished video (crash, kill, lost DB) re-runs the same deterministic
 pipeline: the same keys are overwritten with the same bytes, existing analysis rows are kept,
 and SNAPSHOT_READY is sent again only for rows still ``queued`` (main_worker treats repeats
-idempotently).  Permanent failures mark the video ``error`` with the reason before the
-message goes to the DLQ.
+idempotently).  Whatever sends the message to the DLQ (a permanent failure, the last of
+several transient ones, a stall), the poller first calls :meth:`YoloWorker.dead_letter`,
+which marks the video ``error`` with the DLQ's reason.
 """
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ from typing import Optional
 
 from ..worker_config import Settings
 from ..worker_utils.db import Database
-from ..worker_utils.errors import BadMedia, PermanentError, TransientError, ValidationFailed, WorkerError
+from ..worker_utils import readiness
+from ..worker_utils.errors import BadMedia, ValidationFailed
 from ..worker_utils.imaging import encode_jpeg, letterbox
 from ..worker_utils.keys import build_snapshot_key, build_snapshot_uri, is_uuid
 from ..worker_utils.logs import log_context, log_stage
 from ..worker_utils.messages import ProcessVideo, ProcessVideoDb
-from ..worker_utils.poller import HandlerContext
-from ..worker_utils.repository import ensure_video_processing, get_video, insert_analysis_queued, set_video_status
+from ..worker_utils.poller import Dependency, HandlerContext, Poller, one_at_a_time
+from ..worker_utils.repository import (ensure_video_processing, fail_video, get_video, insert_analysis_queued,
+                                       set_video_status)
 from ..worker_utils.s3_store import S3Store
 from ..worker_utils.sqs_queue import ReceivedMessage, SqsQueues
 from ..worker_utils.timeutil import detected_at, format_iso8601
@@ -41,7 +44,7 @@ from ..worker_utils.validation import validate_snapshot_ready, validate_video_ta
 from .detector import Detector
 from .pipeline import PipelineStats, run_pipeline
 from .selection import FinishedTrack
-from .tracking import Tracker
+from .tracking import Tracker, reid_status
 from .video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,9 @@ class YoloWorker:
         self.sqs = sqs or SqsQueues(settings)
         self.db = db or Database(settings)
         self.detector = detector or Detector(settings)  # at start-up: bad weights fail before serving
+        self._dead_letter_db = Database(settings)  # dead_letter's own connection (see there)
         self.last_stats: Optional[PipelineStats] = None
+        _log_tracker_mode(settings)
 
     # --- message -> job --------------------------------------------------------
     def _job(self, msg: ProcessVideo | ProcessVideoDb) -> VideoJob:
@@ -94,57 +99,56 @@ class YoloWorker:
 
     # --- handler -----------------------------------------------------------------
     def handle(self, message: ReceivedMessage, ctx: HandlerContext) -> None:
-        try:
-            msg = validate_video_task(message.body, self.settings)
-        except ValidationFailed as exc:
-            self._mark_error(*_ids_of(message.body), reason=f"invalid message: {exc.reason}")
-            raise
+        ctx.progress("validate")
+        msg = validate_video_task(message.body, self.settings)
         with log_context(video_id=msg.video_id):
-            try:
-                job = self._job(msg)
-                before = ensure_video_processing(
-                    self.db, video_id=job.video_id, workspace_id=job.workspace_id,
-                    workspace_code=job.workspace_code, camera_code=job.camera_code, s3_key_raw=job.s3_key_raw,
-                    frame_stride=job.frame_stride, recorded_at=job.recorded_at)
-                if before == "done":
-                    log.info("video already done; redelivery skipped (nothing re-emitted)")
-                    return
-                stats = self._process(job, ctx)
-                set_video_status(self.db, job.video_id, "done", allowed_from=("processing",))
-                log.info("video done", extra={"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
-                                               "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
-                                               "processed_fps": round(stats.fps, 1),
-                                               "first_emit_s": None if stats.first_emit_s is None
-                                               else round(stats.first_emit_s, 2),
-                                               "first_emit_frames_grabbed": stats.first_emit_frames_grabbed,
-                                               "duration_ms": round(stats.wall_s * 1e3, 1)})
-            except PermanentError as exc:
-                self._mark_error(msg.video_id, msg.workspace_id, reason=exc.reason)
-                raise
-            except TransientError as exc:
-                if message.receive_count >= self.settings.max_receive_count:
-                    self._mark_error(msg.video_id, msg.workspace_id,
-                                     reason=f"gave up after {message.receive_count} receives: {exc.reason}")
-                raise
-
-    def _mark_error(self, video_id: Optional[str], workspace_id: Optional[str], *, reason: str) -> None:
-        """Record ``reason`` on the videos row where one exists and belongs to ``workspace_id``
-        (never on a ``done`` one, never on another workspace's video)."""
-        if not video_id:
-            return
-        try:
-            row = get_video(self.db, video_id)
-            if row is None or str(row["workspace_id"]) != workspace_id:
+            job = self._job(msg)
+            before = ensure_video_processing(
+                self.db, video_id=job.video_id, workspace_id=job.workspace_id,
+                workspace_code=job.workspace_code, camera_code=job.camera_code, s3_key_raw=job.s3_key_raw,
+                frame_stride=job.frame_stride, recorded_at=job.recorded_at)
+            if before == "done":
+                log.info("video already done; redelivery skipped (nothing re-emitted)")
                 return
-            set_video_status(self.db, video_id, "error", reason[:2000])
-        except WorkerError as exc:
-            log.warning("could not record the error on the videos row", extra={"error": exc.reason})
+            stats = self._process(job, ctx)
+            ctx.progress("finish")
+            set_video_status(self.db, job.video_id, "done", allowed_from=("processing",))
+            log.info("video done", extra={"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
+                                           "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
+                                           "processed_fps": round(stats.fps, 1),
+                                           "first_emit_s": None if stats.first_emit_s is None
+                                           else round(stats.first_emit_s, 2),
+                                           "first_emit_frames_grabbed": stats.first_emit_frames_grabbed,
+                                           "duration_ms": round(stats.wall_s * 1e3, 1)})
+
+    def dead_letter(self, message: ReceivedMessage, reason: str, code: str) -> None:
+        """The poller's terminal-state hook: the message is going to the DLQ, so its videos row
+        (where one exists, belongs to the message's workspace and is not done) becomes ``error``
+        with the same reason.  Runs on its own connection: a stalled handler may hold the
+        worker's.  Raises DependencyDown while the database is down (nothing is dead-lettered)."""
+        video_id, workspace_id = _ids_of(message.body)
+        if video_id and workspace_id and fail_video(self._dead_letter_db, video_id, workspace_id, reason):
+            log.info("video marked error", extra={"video_id": video_id, "error_code": code})
+
+    def dependencies(self) -> list[Dependency]:
+        s = self.settings
+        return [readiness.database(self.db), readiness.s3(self.s3, s, "raw"),
+                readiness.sqs(self.sqs, [s.video_queue, s.video_dlq, s.snapshot_queue])]
+
+    def poller(self, name: str = "yolo_worker") -> Poller:
+        """The poller that serves this worker, as ``run_poller`` runs it."""
+        s = self.settings
+        return Poller(s, s.video_queue, s.video_dlq, one_at_a_time(self.handle), batch_size=1, sqs=self.sqs,
+                      name=name, on_dead_letter=self.dead_letter, dependencies=self.dependencies())
 
     def _process(self, job: VideoJob, ctx: HandlerContext) -> PipelineStats:
         s = self.settings
+        ctx.progress("download")
         with log_stage(log, "download"):
-            path = self.s3.download_to_file(job.s3_key_raw, max_bytes=s.max_video_bytes, suffix=".mp4")
+            path = self.s3.download_to_file(job.s3_key_raw, max_bytes=s.max_video_bytes, suffix=".mp4",
+                                            on_chunk=lambda _n: ctx.progress())
         try:
+            ctx.progress("open video")
             info = probe(path)
             self._check_limits(info)
             log.info("video opened", extra={"width": info.width, "height": info.height, "fps": round(info.fps, 3),
@@ -152,7 +156,7 @@ class YoloWorker:
             tracker = Tracker(s, (info.height, info.width))
             stats = run_pipeline(path, info, job.frame_stride, s, self.detector, tracker,
                                  emit=lambda ft: self._emit(job, ft), check_cancelled=ctx.check_cancelled,
-                                 on_progress=lambda p: (ctx.progress(), log.info("progress", extra=p)))
+                                 on_progress=lambda p: log.info("progress", extra=p), report=ctx.progress)
         finally:
             os.unlink(path)
         if stats.frames_read == 0:
@@ -200,6 +204,17 @@ class YoloWorker:
         log.info("snapshot ready", extra={"track_id": ft.track_id, "detected_in_ms": offset,
                                           "frame_index": ft.best.frame_index,
                                           "yolo_type": ft.yolo_type, "bytes": len(jpeg), "hits": ft.hits})
+
+
+def _log_tracker_mode(settings: Settings) -> None:
+    """Say once, at start-up, whether the tracker uses appearance (re-ID) or motion only; a
+    BoT-SORT configured for re-ID weights it cannot use here (the spec's ``deepsort.engine``
+    without a GPU, a missing file) is a WARNING: identities across occlusions are weaker."""
+    use_reid, why = reid_status(settings)
+    if use_reid or settings.tracker != "botsort":
+        log.info("tracker ready", extra={"tracker": settings.tracker, "reid": use_reid, "why": why})
+    else:
+        log.warning("tracker re-ID unavailable here: motion-only", extra={"tracker": settings.tracker, "why": why})
 
 
 def _missing_frames_tolerance(declared: int) -> int:

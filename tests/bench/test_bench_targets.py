@@ -22,8 +22,9 @@ def test_missing_figures_are_not_judged():
 
 
 @pytest.mark.parametrize("argv,groups", [
-    ([], {"yolo", "main", "long"}),  # `make bench`: no group named
-    (["all"], {"yolo", "main", "long"}),
+    ([], {"yolo", "main", "long", "formats"}),  # `make bench`: no group named
+    (["all"], {"yolo", "main", "long", "formats"}),
+    (["formats"], {"formats"}),
     (["yolo", "main"], {"yolo", "main"}),
     (["long", "--quick"], {"long"}),
 ])

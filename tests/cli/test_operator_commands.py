@@ -139,7 +139,7 @@ def test_a_failed_upload_says_the_row_is_there_and_how_to_finish(provisioned, cl
         submit(no_bucket, clip, video_id=vid)
     reason = err.value.reason
     assert "registered as queued; nothing was sent" in reason
-    assert f"--video-id {vid}" in reason and f"DELETE FROM videos WHERE id = '{vid}'" in reason
+    assert f"--video-id {vid}" in reason and f"the videos row with id {vid} (delete it with psql)" in reason
     assert get_video(Database(provisioned), vid)["status"] == "queued"
     # finishing as it says works
     assert submit(provisioned, clip, video_id=vid) == vid

@@ -301,6 +301,11 @@ CALL_SITES = {
     ("worker_utils/sqs_queue.py", "SqsQueues.ensure_queue", "get_queue_attributes"): "ops",
     ("worker_utils/sqs_queue.py", "SqsQueues.ensure_queue", "set_queue_attributes"): "ops",
     ("worker_utils/sqs_queue.py", "SqsQueues.attributes", "get_queue_attributes"): "ops",
+    # start-up checks and outage probes: one ranged GetObject inside the worker's own scope,
+    # GetQueueAttributes on the queue it consumes (spec §6 grants both)
+    ("worker_utils/s3_store.py", "S3Store.probe", "get_object"): "worker",
+    ("bench/soak.py", "Soak.submit_all", "upload_file"): "api",  # the soak's stand-in for the API's upload
+    ("worker_utils/sqs_queue.py", "SqsQueues.probe", "get_queue_attributes"): "worker",
     ("worker_utils/provision.py", "ensure_bucket", "head_bucket"): "ops",
     ("worker_utils/provision.py", "ensure_bucket", "create_bucket"): "ops",
     ("worker_utils/redrive.py", "redrive", "start_message_move_task"): "ops",
@@ -308,6 +313,7 @@ CALL_SITES = {
 }
 # The worker calls as IAM actions (boto3 method -> action), checked against the worker policies.
 WORKER_ACTIONS = {"head_object": "s3:GetObject", "get_object": "s3:GetObject", "put_object": "s3:PutObject",
+                  "get_queue_attributes": "sqs:GetQueueAttributes",
                   "get_queue_url": "sqs:GetQueueUrl", "receive_message": "sqs:ReceiveMessage",
                   "delete_message": "sqs:DeleteMessage", "delete_message_batch": "sqs:DeleteMessage",
                   "change_message_visibility_batch": "sqs:ChangeMessageVisibility", "send_message": "sqs:SendMessage"}

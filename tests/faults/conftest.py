@@ -115,11 +115,14 @@ class WorkerProc:
 class TcpProxy:
     """127.0.0.1:<port> -> moto_server, byte for byte.  ``shut()`` makes the endpoint
     unreachable (the port refuses connections, open ones are cut); ``open()`` listens on the
-    same port again.  moto keeps its state: only the network path fails."""
+    same port again; ``freeze()`` keeps connections open but forwards nothing (a hung
+    endpoint) until ``thaw()``.  moto keeps its state: only the network path fails."""
 
     def __init__(self, target_port: int):
         self.target = ("127.0.0.1", target_port)
         self.port = free_port()
+        self._thawed = threading.Event()
+        self._thawed.set()
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._listener: Optional[socket.socket] = None
@@ -147,6 +150,12 @@ class TcpProxy:
             sock.close()
         for c in conns:
             _hard_close(c)
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
 
     def _accept(self, sock: socket.socket) -> None:
         while True:
@@ -178,6 +187,7 @@ class TcpProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._thawed.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -211,15 +221,17 @@ class Rig:
         self._pg_log_start = self._pg_log.stat().st_size if self._pg_log.exists() else 0
 
     # --- processes ------------------------------------------------------------------
-    def start(self, kind: str, *, via_proxy: tuple[str, ...] = (), wait: bool = True, **changes: Any) -> WorkerProc:
+    def start(self, kind: str, *, via_proxy: tuple[str, ...] = (), wait: bool = True,
+              env: Optional[dict[str, str]] = None, **changes: Any) -> WorkerProc:
         """Start a worker (``kind`` yolo|main) with this rig's settings plus ``changes``;
-        ``via_proxy`` ("s3", "sqs") routes those endpoints through the rig's proxy."""
+        ``via_proxy`` ("s3", "sqs") routes those endpoints through the rig's proxy; ``env``:
+        more environment (systemd's NOTIFY_SOCKET, a test-only fault of tests/netguard)."""
         if via_proxy:
             proxy = self.proxy_up()
             for service in via_proxy:
                 changes[f"{service}_endpoint_url"] = proxy.endpoint
         n = sum(w.kind == kind for w in self.workers) + 1
-        env = worker_env(self.stack, self.s, **changes)
+        env = {**worker_env(self.stack, self.s, **changes), **(env or {})}
         # Up to four workers share two cores here: one math thread each, or torch/OpenMP
         # spin-waiting threads thrash (measured: the 20-video test runs twice as fast).
         env.setdefault("OMP_NUM_THREADS", "1")

@@ -81,10 +81,7 @@ def make_worker(settings: Settings, variants: dict[str, Any], plate_reader: Any 
 def serve_until(settings: Settings, worker: Any, done: Callable[[], bool], timeout_s: float = 60.0):
     """Run the real poller loop (worker_utils.poller.Poller) in a thread until ``done()`` holds,
     then stop it the way SIGTERM does (stop event) and wait for it. Returns the poller."""
-    from video_analysis.worker_utils.poller import Poller
-
-    poller = Poller(settings, settings.snapshot_queue, settings.snapshot_dlq, worker.handle_batch,
-                    batch_size=settings.main_batch_size, name="main_worker-test", install_signals=False)
+    poller = worker.poller(name="main_worker-test")  # what run_poller serves, dead-letter hook included
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -104,7 +101,7 @@ def serve_until(settings: Settings, worker: Any, done: Callable[[], bool], timeo
                 raise AssertionError(f"condition not reached within {timeout_s:.0f}s")
             time.sleep(0.2)
     finally:
-        poller.stop_event.set()
+        poller.stop()
         t.join(timeout=settings.receive_wait_s + 30)
     assert not t.is_alive(), "poller did not stop"
     assert not errors, errors

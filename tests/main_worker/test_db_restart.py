@@ -2,9 +2,10 @@
 
 The worker runs as systemd runs it (``python -m video_analysis.main_worker.run_poller``,
 settings from CVITX_ overrides). Plate OCR is on, so a batch of 10 takes seconds and the
-cluster goes down while the batch is being written. The failed messages are transient
-(backoff, redelivery), and once the cluster is back every analysis ends `done` with exactly
-one complete results row; nothing reaches the DLQ.
+cluster goes down while the batch is being written. That is an outage, not the messages'
+fault: they are released for later, the worker stops receiving and probes the database, and
+once the cluster is back every analysis ends `done` with exactly one complete results row;
+nothing reaches the DLQ.
 """
 from __future__ import annotations
 
@@ -59,11 +60,16 @@ def test_postgres_restart_mid_batch(stack, mw_settings, gt_snaps, tmp_path):
     assert 1 <= done_at_stop < N, done_at_stop
 
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    retried = [e for e in events if e.get("msg") == "transient failure; message will be retried"]
-    assert retried, "no message was retried: the restart did not hit the worker"
-    assert all("database unavailable" in e["error"] for e in retried), [e["error"] for e in retried]
+    # an outage, not the messages' fault: released for later, receiving paused, one line down, one back
+    retried = [e for e in events if e.get("msg") == "message released: a dependency is down"]
+    assert retried, "no message was released: the restart did not hit the worker"
+    assert all(e["dependency"] == "database" and "database unavailable" in e["error"] for e in retried), retried
     # at least one message of a batch already fetched and inferred failed on its final write
     assert any("DB finish analysis" in e["error"] for e in retried), [e["error"] for e in retried]
+    assert [e["dependency"] for e in events if e.get("msg") == "dependency down: receiving paused, probing until "
+            "it answers"] == ["database"]
+    assert [e["dependency"] for e in events if e.get("msg") == "dependency back: receiving resumed"] == ["database"]
+    assert not [e for e in events if e.get("msg") == "transient failure; message will be retried"]
 
     rows = pub.results()
     assert len(rows) == N and len({r["analysis_id"] for r in rows}) == N

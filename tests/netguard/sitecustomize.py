@@ -54,3 +54,9 @@ import os as _os
 
 if _os.environ.get("TESTS_AWS_CALL_LOG"):
     import cvitx_aws_calls  # noqa: F401,E402 - installs itself (it lives beside this file)
+
+# tests/faults/test_stall.py: make a stage of a real worker process block for good, to prove
+# the poller notices a handler that makes no progress.  Test-only: this file is on the path of
+# processes the tests start, never of a deployed worker.
+if _os.environ.get("TESTS_BLOCK_STAGE"):
+    import cvitx_block_stage  # noqa: F401,E402 - installs itself (it lives beside this file)

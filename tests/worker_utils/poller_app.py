@@ -11,6 +11,7 @@ from video_analysis.worker_config import get_settings
 from video_analysis.worker_utils.errors import PermanentError, TransientError
 from video_analysis.worker_utils.logs import setup_logging
 from video_analysis.worker_utils.poller import Poller, one_at_a_time
+from video_analysis.worker_utils.runner import serve
 from video_analysis.worker_utils.validation import parse_body
 
 LOG = sys.argv[1]
@@ -43,4 +44,4 @@ def handle(message, ctx):
 if __name__ == "__main__":
     s = get_settings()
     setup_logging("INFO")
-    sys.exit(Poller(s, s.video_queue, s.video_dlq, one_at_a_time(handle), name="poller-test").run())
+    sys.exit(serve(Poller(s, s.video_queue, s.video_dlq, one_at_a_time(handle), name="poller-test"), s))

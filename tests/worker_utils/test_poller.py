@@ -176,12 +176,12 @@ def test_release_is_not_undone_by_a_late_heartbeat(fast):
     for attempt in range(3):
         entered.clear(), leave.clear()
         send(s, {"id": f"held{attempt}", "action": "stubborn"})
-        poller = Poller(s, s.video_queue, s.video_dlq, one_at_a_time(handle), install_signals=False)
+        poller = Poller(s, s.video_queue, s.video_dlq, one_at_a_time(handle))
         serving = threading.Thread(target=poller.run, kwargs={"max_batches": 1}, daemon=True)
         serving.start()
         assert entered.wait(20)
         time.sleep(0.2)  # several beats have happened
-        poller._release_in_hand()  # what the stop deadline does before exiting
+        poller.release_in_hand()  # what the runner does at the stop deadline, before exiting
         time.sleep(0.3)  # a late beat, if any, lands now
         again = SqsQueues(s).receive(s.video_queue, 1, wait_s=1, visibility_s=30)
         assert [json.loads(m.body)["id"] for m in again] == [f"held{attempt}"]
@@ -201,8 +201,7 @@ def test_a_message_that_cannot_be_settled_is_logged_with_the_handler_outcome(fas
     from video_analysis.worker_utils.sqs_queue import ReceivedMessage
 
     dead = fast.replace(sqs_endpoint_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    poller = Poller(dead, dead.video_queue, dead.video_dlq, lambda msgs, ctx: [None] * len(msgs),
-                    install_signals=False)
+    poller = Poller(dead, dead.video_queue, dead.video_dlq, lambda msgs, ctx: [None] * len(msgs))
     msg = ReceivedMessage("m-1", "handle-1", "{}", receive_count=1)
     with caplog.at_level(logging.WARNING, logger="video_analysis.worker_utils.poller"):
         poller._settle(msg, TransientError("S3 put s3://b/k: endpoint unreachable; will retry"), 1.0)
@@ -232,7 +231,7 @@ def test_a_batchs_successes_are_deleted_together_and_its_failure_dead_lettered(f
         seen.append(len(msgs))
         return [PermanentError("bad one") if json.loads(m.body)["id"] == "bad" else None for m in msgs]
 
-    poller = Poller(fast, fast.video_queue, fast.video_dlq, handler, batch_size=10, sqs=q, install_signals=False)
+    poller = Poller(fast, fast.video_queue, fast.video_dlq, handler, batch_size=10, sqs=q)
     with caplog.at_level(logging.INFO, logger="video_analysis.worker_utils.poller"):
         poller.run(max_batches=1)
     assert seen == [3]  # moto hands out every visible message of the receive
@@ -240,3 +239,60 @@ def test_a_batchs_successes_are_deleted_together_and_its_failure_dead_lettered(f
     assert [r.getMessage() for r in caplog.records].count("message done") == 2
     assert drain(fast, fast.video_queue) == []
     assert [json.loads(m.body)["id"] for m in drain(fast, fast.video_dlq, wait_s=2)] == ["bad"]
+
+
+VID = "50651c85-90ab-471b-8707-adc0ef16f91f"
+
+
+@pytest.mark.parametrize("body,ids", [
+    (json.dumps({"event": "SNAPSHOT_READY", "video_id": VID, "track_id": 305}), {"video_id": VID, "track_id": 305}),
+    (json.dumps({"event": "PROCESS_VIDEO", "video_id": VID}), {"video_id": VID}),
+    ("{not json", {}),
+    ("[1, 2]", {}),
+    (json.dumps({"video_id": "a b;DROP TABLE", "track_id": "7"}), {}),  # never a value that is not an id
+    (json.dumps({"video_id": VID, "track_id": True}), {"video_id": VID}),
+])
+def test_message_ids_come_from_the_body_where_they_are_ids(body, ids):
+    from video_analysis.worker_utils.poller import message_ids
+
+    assert message_ids(body) == ids
+
+
+def test_poller_lines_carry_the_video_id_and_a_success_is_one_line_with_the_handlers_note(fast, caplog):
+    """Grepping one video's lines finds its retries and dead letters too, even where the
+    handler never ran; the handler's summary rides on the poller's one ``message done`` line."""
+    import io
+    import logging
+
+    from video_analysis.worker_utils.errors import PermanentError
+    from video_analysis.worker_utils.logs import JsonFormatter
+    from video_analysis.worker_utils.poller import Poller
+
+    send(fast, {"id": "ok", "video_id": VID, "track_id": 1})
+    send(fast, {"id": "bad", "video_id": VID, "track_id": 2})
+
+    def handler(msgs, ctx):
+        out = []
+        for m in msgs:
+            if json.loads(m.body)["id"] == "bad":
+                out.append(PermanentError("scripted"))
+            else:
+                ctx.note(m.message_id, analysis="done", type="SUV")
+                out.append(None)
+        return out
+
+    poller = Poller(fast, fast.video_queue, fast.video_dlq, handler, batch_size=10)
+    buf = io.StringIO()  # the JSON lines as journald would get them (log context included)
+    out = logging.StreamHandler(buf)
+    out.setFormatter(JsonFormatter())
+    lg = logging.getLogger("video_analysis.worker_utils.poller")
+    lg.addHandler(out)
+    try:
+        with caplog.at_level(logging.INFO, logger="video_analysis.worker_utils.poller"):
+            poller.run(max_batches=1)
+    finally:
+        lg.removeHandler(out)
+    by_msg = {r["msg"]: r for r in map(json.loads, buf.getvalue().splitlines())}
+    done, dead = by_msg["message done"], by_msg["message sent to the DLQ"]
+    assert (done["video_id"], done["track_id"], done["analysis"], done["type"]) == (VID, 1, "done", "SUV")
+    assert (dead["video_id"], dead["track_id"]) == (VID, 2)

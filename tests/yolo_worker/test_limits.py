@@ -10,7 +10,7 @@ import pytest
 from helpers import new_uuid
 from video_analysis.worker_utils.errors import BadMedia
 from video_analysis.worker_utils.sqs_queue import ReceivedMessage
-from yolo_harness import context, make_recording_worker
+from yolo_harness import context, make_recording_worker, serve
 
 CLIP = dict(seed=500404, duration_s=4.0, width=320, height=180, fps=12.5)  # 50 frames, 57,600 pixels
 
@@ -31,8 +31,14 @@ def test_videos_over_a_limit_are_refused_with_the_setting_named(yw_settings, cli
     with pytest.raises(BadMedia) as e:
         worker.handle(ReceivedMessage("m-1", "h-1", json.dumps(client.message(vid))), context(s))
     assert needle in e.value.reason and e.value.code == "bad_media"
+    assert client.video(vid)["status"] == "processing"  # the handler marks nothing terminal itself
+    # through the poller, as run_poller serves it: DLQ at once, the row error with the same reason
+    client.send(client.message(vid))
+    serve(s, worker, 1)
+    dead = client.drain(s.video_dlq, wait_s=1)
+    assert len(dead) == 1 and needle in dead[0].string_attributes["cvitx_error_reason"]
     row = client.video(vid)
-    assert row["status"] == "error" and needle in row["error"]
+    assert row["status"] == "error" and row["error"] == dead[0].string_attributes["cvitx_error_reason"]
     assert worker.emitted == [] and worker.stats == {} and client.snapshot_messages() == []
 
 

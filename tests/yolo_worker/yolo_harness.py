@@ -21,7 +21,7 @@ from helpers import WID, new_uuid
 from video_analysis.worker_config import Settings
 from video_analysis.worker_utils.db import Database
 from video_analysis.worker_utils.keys import build_raw_key
-from video_analysis.worker_utils.poller import HandlerContext, Poller, one_at_a_time
+from video_analysis.worker_utils.poller import HandlerContext, Poller
 from video_analysis.worker_utils.repository import upsert_video_queued
 from video_analysis.worker_utils.s3_store import S3Store
 from video_analysis.worker_utils.sqs_queue import ReceivedMessage, SqsQueues
@@ -106,15 +106,14 @@ def provision_private(stack) -> Settings:
 def serve(settings: Settings, worker: Any, messages: int, timeout_s: float = 120.0) -> Poller:
     """Run the real poller loop in this thread until it has served ``messages`` receives
     (batch size 1, as run_poller does); a timer stops it (like SIGTERM) if they never come."""
-    poller = Poller(settings, settings.video_queue, settings.video_dlq, one_at_a_time(worker.handle),
-                    batch_size=1, name="yolo_worker-test", install_signals=False, sqs=worker.sqs)
-    timer = threading.Timer(timeout_s, poller.stop_event.set)
+    poller = worker.poller(name="yolo_worker-test")  # what run_poller serves, dead-letter hook included
+    timer = threading.Timer(timeout_s, poller.stop)
     timer.start()
     try:
         poller.run(max_batches=messages)
     finally:
         timer.cancel()
-    assert not poller.stop_event.is_set(), f"the poller served fewer than {messages} messages in {timeout_s:.0f}s"
+    assert not poller.stopping, f"the poller served fewer than {messages} messages in {timeout_s:.0f}s"
     return poller
 
 
