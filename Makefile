@@ -55,7 +55,7 @@ deps-demo:  # what the demo needs
 	$(call need_packages,)
 
 test: venv deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 demo: venv deps-demo
 	$(BIN)/python -m video_analysis demo
