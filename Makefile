@@ -54,8 +54,11 @@ deps:       # everything the tests need
 deps-demo:  # what the demo needs
 	$(call need_packages,)
 
+# Two test processes (most tests wait on real worker processes, a database outage, a long poll),
+# then the few that need the machine to themselves (marker "serial").
 test: venv deps
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
+	$(BIN)/python -m pytest -q -m serial --durations=5
 
 demo: venv deps-demo
 	$(BIN)/python -m video_analysis demo

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..main_worker.decoding import decode_output
-from ..main_worker.worker import hierarchy_of
+from ..main_worker.variants import hierarchy_of
 
 
 def evaluate_bundle(bundle: Any, images: np.ndarray, labels: dict[str, np.ndarray], batch: int = 64) -> dict:

@@ -169,7 +169,7 @@ def not_probabilities(heads: dict[str, np.ndarray], tol: float = 1e-2) -> list[s
 def startup_check(model: Any) -> None:
     """One forward pass on a blank snapshot: every head present, its size equal to its labels',
     finite scores, and a hierarchy the worker can decode; BundleError naming the file and key."""
-    from .worker import hierarchy_of
+    from .variants import hierarchy_of
 
     path = getattr(model, "path", "the main model")
     where = getattr(model, "card_path", path)
@@ -206,7 +206,7 @@ def summary(model: Any, *, latency_runs: int = 0) -> dict[str, Any]:
     """What check-model prints and the worker logs at start-up: format, runtime, precision,
     input size, heads with label counts, hierarchy size (paths), and with ``latency_runs`` the
     median milliseconds per snapshot of a batch of one."""
-    from .worker import hierarchy_of
+    from .variants import hierarchy_of
 
     out: dict[str, Any] = {"model_name": model.model_name, "version": model.version,
                            "format": getattr(model, "format_name", type(model).__name__),

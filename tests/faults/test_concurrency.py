@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from .conftest import MEDIUM, SHORT, SHORT_SEEDS
 
 N_VIDEOS = 20
@@ -35,6 +37,7 @@ def test_two_yolo_and_two_main_workers_share_the_queues(rig):
     assert sum(len(w.events("message done")) for w in workers if w.kind == "yolo") == N_VIDEOS
 
 
+@pytest.mark.serial  # calibrated on this machine's speed: a parallel test changing it would skew "long"
 def test_long_job_is_heartbeated_and_never_processed_twice(make_rig):
     """A video that takes over 3x the visibility timeout, with a second yolo_worker idle on the
     queue: if a heartbeat were missed, the second worker would start the same video."""
@@ -58,5 +61,5 @@ def test_long_job_is_heartbeated_and_never_processed_twice(make_rig):
     assert [e["receive_count"] for e in rig.events("message done")] == [1, 1]
     beats = rig.events("heartbeat")  # DEBUG records of the heartbeat thread
     assert len(beats) >= took_s / rig.s.heartbeat_s / 2, len(beats)
-    assert rig.events("heartbeat failed; will try again") == []
+    assert rig.events("heartbeat failed; trying again at the next beat") == []
     assert rig.queue_depth(rig.s.video_queue) == 0 and rig.dlq(rig.s.video_dlq) == []

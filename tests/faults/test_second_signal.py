@@ -18,6 +18,9 @@ import pytest
 
 from helpers import worker_env
 
+# Run alone, after the parallel part of `make test`: it times an exit to within a second.
+pytestmark = pytest.mark.serial
+
 APP = Path(__file__).parents[1] / "worker_utils" / "poller_app.py"
 ROUNDS = 3
 EXIT_WITHIN_S = 1.0

@@ -25,6 +25,9 @@ from helpers import Publisher, snapshots_from_clip
 
 from .conftest import MEDIUM, SHORT
 
+# Run alone, after the parallel part of `make test`: it times a stall and the watchdog pings.
+pytestmark = pytest.mark.serial
+
 EXIT_STALLED = 75
 STALL = dict(stall_timeout_s=3.0, heartbeat_s=0.5, visibility_timeout_s=4, max_receive_count=2,
              transient_backoff_base_s=1, transient_backoff_max_s=1)

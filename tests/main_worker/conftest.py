@@ -25,16 +25,32 @@ GT_SCENES = ((500011, 60.0), (500023, 60.0))
 
 
 @pytest.fixture(scope="session")
-def gt_snaps(clip_factory) -> list[GtSnap]:
-    """~100 snapshots of distinct vehicles with ground truth (session-cached)."""
+def gt_snaps(clip_factory, tmp_path_factory, worker_id) -> list[GtSnap]:
+    """~100 snapshots of distinct vehicles with ground truth, made once per test run: the
+    parallel test processes (pytest-xdist) share one copy through a file under their common
+    temp root, behind a lock (rendering them costs ~50 s of CPU)."""
+    import fcntl
+    import pickle
+
     from video_analysis.synth.datasets import random_config
 
-    rng = np.random.default_rng(12345)
-    out: list[GtSnap] = []
-    for k, (seed, dur) in enumerate(GT_SCENES):
-        cfg = random_config(seed, duration_s=dur, fps=10.0, vehicles_per_min=20.0)
-        out += snapshots_from_clip(clip_factory(**asdict(cfg)), rng, track_base=1000 * k)
-    return out
+    def make() -> list[GtSnap]:
+        rng = np.random.default_rng(12345)
+        out: list[GtSnap] = []
+        for k, (seed, dur) in enumerate(GT_SCENES):
+            cfg = random_config(seed, duration_s=dur, fps=10.0, vehicles_per_min=20.0)
+            out += snapshots_from_clip(clip_factory(**asdict(cfg)), rng, track_base=1000 * k)
+        return out
+
+    base = tmp_path_factory.getbasetemp()  # this run's; under xdist each worker's, below the run's
+    shared = (base if worker_id == "master" else base.parent) / "gt_snaps.pickle"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shared.exists():
+            return pickle.loads(shared.read_bytes())
+        snaps = make()
+        shared.write_bytes(pickle.dumps(snaps))
+        return snaps
 
 
 @pytest.fixture(scope="session")

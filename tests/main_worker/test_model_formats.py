@@ -317,7 +317,7 @@ def test_an_ultralytics_classify_onnx_export_needs_no_card(tmp_path):
 def test_colour_heads_from_the_card_are_the_worker_s_colours(tmp_path):
     """A model with colour heads whose labels are the spec's vocabulary: the worker reports its
     colours (source "model") instead of the classical estimator's."""
-    from video_analysis.main_worker.worker import MainWorker
+    from video_analysis.main_worker.results import colors_of
     from video_analysis.worker_utils.vocab import COLOR_BASES
 
     heads = {"color_base": list(COLOR_BASES), "finish": [None, "Matte", "Metallic"], "lightness": [None, "Light"]}
@@ -334,5 +334,5 @@ def test_colour_heads_from_the_card_are_the_worker_s_colours(tmp_path):
     x = snapshots(1)
     p = {h: v[0] for h, v in m.predict(x).items()}
     assert {h: len(p[h]) for h in heads} == {"color_base": 10, "finish": 3, "lightness": 2}
-    colors, source = MainWorker._colors(m, p, x[0])
+    colors, source = colors_of(m, p, x[0])
     assert source == "model" and colors[0]["base"] in COLOR_BASES

@@ -34,9 +34,9 @@ elif _kind == "main_model":
 
     _infer = MainWorker._infer
 
-    def _blocking_infer(self, items, outcomes):
+    def _blocking_infer(self, *args):
         _maybe_block()
-        return _infer(self, items, outcomes)
+        return _infer(self, *args)
 
     MainWorker._infer = _blocking_infer
 else:

@@ -1,0 +1,58 @@
+"""Model loading: the variants a MainWorker runs (``baseline``, and ``cmt`` in compare mode),
+each behind one small interface (:class:`Classifier`), with the hierarchy it is decoded over.
+
+The formats themselves (CVITX bundle, ultralytics classify, ONNX, OpenVINO IR, ``.pt2``,
+TorchScript, each with its model card) live in ``main_worker/formats/``; ``model.load_bundle``
+tells them apart and runs the start-up check.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..worker_config import Settings
+from ..worker_utils.errors import ValidationFailed
+from .decoding import Hierarchy
+
+
+class Classifier(Protocol):
+    """What a loaded main model offers, whatever its format."""
+
+    model_name: str
+    version: str
+    labels: dict[str, list]
+    hierarchy: dict[str, dict[str, str]]
+
+    def predict(self, batch_bgr: np.ndarray) -> dict[str, np.ndarray]:
+        """N x 640 x 640 x 3 uint8 BGR snapshots -> {head: N x C probabilities}."""
+        ...
+
+
+def hierarchy_of(bundle: Classifier) -> Hierarchy:
+    """The bundle's valid paths: its explicit leaf ``paths`` when it has them (ultralytics
+    ``Type|Make|Model`` checkpoints, a card's ``path`` head), else built from the label maps
+    and ``hierarchy``."""
+    if getattr(bundle, "paths", None):
+        return Hierarchy.from_paths(bundle.labels["type"], bundle.paths)  # type: ignore[attr-defined]
+    lab = bundle.labels
+    return Hierarchy.build(lab["type"], lab.get("make", []), lab.get("model", []),
+                           bundle.hierarchy.get("make_type", {}), bundle.hierarchy.get("model_make", {}))
+
+
+def load_variants(settings: Settings) -> dict[str, Classifier]:
+    """single: {'baseline': main}; compare: {'baseline': main, 'cmt': cmt}. Missing files fail start-up."""
+    from .model import load_bundle
+
+    paths = {"baseline": settings.main_model_path}
+    if settings.main_mode == "compare":
+        paths["cmt"] = settings.cmt_model_path
+    out: dict[str, Classifier] = {}
+    for name, p in paths.items():
+        path = settings.resolve_path(p)
+        if not path.exists():
+            raise ValidationFailed(f"main model bundle {path} ({name}) does not exist; set "
+                                   f"{'CVITX_MAIN_MODEL_PATH' if name == 'baseline' else 'CVITX_CMT_MODEL_PATH'}",
+                                   code="model_config")
+        out[name] = load_bundle(path)
+    return out
