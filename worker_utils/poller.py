@@ -209,7 +209,7 @@ class Poller:
         self.name = name
         self.on_dead_letter = on_dead_letter
         self.dependencies: dict[str, Dependency] = {d.name: d for d in dependencies}
-        self.dependencies.setdefault("sqs", Dependency("sqs", lambda: self.sqs.attributes(self.queue),
+        self.dependencies.setdefault("sqs", Dependency("sqs", lambda: self.sqs.probe(self.queue),
                                                        self._check_queues))
         self.stop_event = threading.Event()
         self._stop_flag = False
@@ -303,8 +303,7 @@ class Poller:
                 self.stop_event.set()  # stop() only set the flag (signal-safe): wake the waits now
             now = time.monotonic()
             batch, idle_for = self._batch, now - self._progress_at
-            if batch and idle_for > self.settings.stall_timeout_s:
-                self._on_stall(batch, self._stage, idle_for)
+            if batch and idle_for > self.settings.stall_timeout_s and self._on_stall(batch, self._stage, idle_for):
                 return
             if watchdog and now - last_ping >= watchdog / 2 and now - self._alive_at < watchdog:
                 self.notifier.watchdog()
@@ -312,11 +311,13 @@ class Poller:
             if self.stopping and not batch and self._finished:
                 return
 
-    def _on_stall(self, batch: int, stage: str, idle_for: float) -> None:
+    def _on_stall(self, batch: int, stage: str, idle_for: float) -> bool:
+        """Give up the stalled batch's messages and set :attr:`fatal`; False (nothing done)
+        when the handler returned just now."""
         reason = f"handler stalled in {stage} for {idle_for:.0f} s"
         with self._lock:
             if self._batch != batch:  # it returned just now
-                return
+                return False
             taken, beat = self._take_in_hand()
         log.error("handler stalled: no progress; its messages are given up and the process exits for a restart",
                   extra={"stage": stage, "stalled_for_s": round(idle_for, 1),
@@ -330,6 +331,7 @@ class Poller:
         self._stop_flag = True
         self.stop_event.set()
         self.fatal_event.set()
+        return True
 
     # --- start-up -------------------------------------------------------------------
     def _check_queues(self) -> None:

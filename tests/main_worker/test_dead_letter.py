@@ -87,6 +87,8 @@ def test_a_dead_lettered_snapshot_task_leaves_its_row_in_error_with_the_same_rea
         if good:  # the rest of the batch is analysed
             poll_until(lambda: sum(a["status"] == "done" for a in publisher.analyses()) == len(good), 60,
                        lambda: f"the rest of the batch done: {publisher.analyses()}")
+        if fault == "stall":  # the monitor sets fatal once it has settled the stalled messages
+            assert poller.fatal_event.wait(10)
     finally:
         poller.stop()
         model.release.set()
