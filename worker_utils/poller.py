@@ -157,6 +157,13 @@ def message_ids(body: str) -> dict[str, object]:
     return out
 
 
+def _carried_attributes(msg: ReceivedMessage) -> dict[str, str]:
+    """The message's own ``cvitx_*`` attributes (a redrive count, an outage requeue count) that
+    travel on with it to a requeued or dead-lettered copy; the DLQ's failure attributes are
+    written anew each time."""
+    return {k: v for k, v in msg.string_attributes.items() if k.startswith("cvitx_") and k not in _DLQ_ATTRS}
+
+
 def _reason(outcome: BaseException) -> str:
     return outcome.reason if isinstance(outcome, WorkerError) else f"{type(outcome).__name__}: {outcome}"
 
@@ -218,7 +225,6 @@ class Poller:
         self.fatal: Optional[str] = None  # set when the process must exit non-zero (a stalled handler)
         self.fatal_event = threading.Event()
         self.processed = 0
-        self.outages = 0
         self._lock = threading.Lock()  # in-hand state; never held across I/O
         self._in_hand: list[ReceivedMessage] = []
         self._beat: Optional[_Heartbeat] = None
@@ -416,7 +422,6 @@ class Poller:
     def _enter_outage(self, exc: DependencyDown) -> None:
         if self._outage is None:
             self._outage = _Outage(exc.dependency, exc.reason)
-            self.outages += 1
             log.warning("dependency down: receiving paused, probing until it answers",
                         extra={"dependency": exc.dependency, "error": exc.reason,
                                "outage_budget_s": self.settings.outage_budget_s})
@@ -458,7 +463,7 @@ class Poller:
             self._to_dlq(msg, exc, f"gave up: {exc.dependency} unavailable for {elapsed:.0f} s "
                                    f"(outage_budget_s {self.settings.outage_budget_s:.0f}): {exc.reason}")
         elif msg.receive_count >= self.settings.max_receive_count:
-            attrs = {k: v for k, v in msg.string_attributes.items() if k.startswith("cvitx_") and k not in _DLQ_ATTRS}
+            attrs = _carried_attributes(msg)
             attrs[OUTAGE_REQUEUES] = str(int(attrs.get(OUTAGE_REQUEUES, "0") or 0) + 1)
             self.sqs.send_raw(self.queue, msg.body, attrs)
             self.sqs.delete(self.queue, msg.receipt_handle)
@@ -598,7 +603,7 @@ class Poller:
                 raise
             except WorkerError as err:  # the row cannot take it (a data error): the DLQ still says why
                 log.warning("could not record the error on the message's row", extra={"error": err.reason})
-        attrs = {k: v for k, v in msg.string_attributes.items() if k.startswith("cvitx_") and k not in _DLQ_ATTRS}
+        attrs = _carried_attributes(msg)
         attrs.update({
             "cvitx_error_reason": reason,
             "cvitx_error_code": code,
