@@ -129,7 +129,24 @@ class Settings(BaseModel):
     detector_cache_dir: Optional[str] = None  # None = $CACHE_DIRECTORY (systemd) or ~/.cache, + /cvitx-video-analysis/detector
     # frames per detector forward pass (GPU: 8-16 with fp16; CPU/ONNX Runtime gain nothing: 1)
     detector_batch: int = Field(1, ge=1, le=64)
-    detector_threads: Optional[int] = Field(None, ge=1, le=256)  # exported runtime's threads; None = cores - 1 (max 8)
+    # The exported runtime's threads (and NMS's); None = every core this process may run on (at most 8):
+    # the decoder and the tracker mostly wait on the detector, so leaving a core idle for them cost 1.5x on 2 cores.
+    detector_threads: Optional[int] = Field(None, ge=1, le=256)
+    # auto = OpenVINO's own choice for the CPU (bfloat16 with AMX / AVX-512 BF16, else float32), or the
+    # NNCF INT8 export where a timing at export showed it faster on this CPU and its detections agree with
+    # float32's; f32/f16/bf16 force OpenVINO's inference precision; int8 = the INT8 export always.
+    detector_precision: Literal["auto", "f32", "f16", "bf16", "int8"] = "auto"
+    # A folder of a team's own frames (JPEG/PNG) to calibrate the INT8 export on; None = generated scenes.
+    detector_calibration_dir: Optional[str] = None
+    # Motion gating: the detector runs only on frames where the picture changed since the last frame it
+    # ran on; elsewhere the tracker gets that frame's detections again (parked and queued vehicles keep
+    # their tracks).  The test: grey image motion_width px wide, pixels differing by more than
+    # motion_pixel_threshold grey levels, more than motion_min_area of the image.
+    motion_gating: bool = True
+    motion_width: int = Field(320, ge=16, le=4096)
+    motion_pixel_threshold: int = Field(15, ge=1, le=255)
+    motion_min_area: float = Field(0.0005, ge=0.0, le=1.0)
+    motion_max_carry: int = Field(50, ge=0)  # processed frames in a row carried over before a detection anyway; 0 = no limit
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     tracker: Literal["botsort", "bytetrack"] = "botsort"  # botsort uses ReID weights when present
     tracker_reid_path: str = "yolo_worker/bundle/deepsort.engine"
@@ -150,6 +167,10 @@ class Settings(BaseModel):
     plate_runtime: Literal["auto", "openvino", "onnxruntime"] = "auto"
     main_batch_size: int = Field(10, ge=1, le=10)  # SQS returns at most 10 per receive
     topk: int = Field(3, ge=1, le=10)
+    # auto = a CVITX bundle (.pt) exported once to ONNX and run by OpenVINO on CPU (cached beside the
+    # detector's exports, keyed by the bundle's hash), PyTorch on CUDA or without the openvino package;
+    # torch = always PyTorch.  Other formats (ONNX, IR, .pt2, TorchScript) run as they are.
+    main_runtime: Literal["auto", "torch", "openvino"] = "auto"
 
     # --- logging -------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -131,7 +131,7 @@ class Detector:
         # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
         self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
         self.cache_dir = settings.detector_cache_path()
-        self.threads = settings.detector_threads
+        self.threads = settings.detector_threads or rt.default_threads()  # every usable core (at most 8)
         self._digest: str | None = None
         self._exported: OrderedDict[tuple[int, int], rt.OnnxModel] = OrderedDict()
         mapped, ignored = class_mapping(self.names, self.lookup)
