@@ -63,6 +63,7 @@ def evaluate_tracking(video: str | Path, settings: Settings, stride: int = 3, de
             right += gt.vehicles[vid]["type"] == ft.yolo_type
     return {"mot": mot, "coverage": cov, "yolo_type_accuracy": round(right / typed, 4) if typed else None,
             "frames_processed": stats.frames_processed, "frames_read": stats.frames_read, "stride": stride,
+            "frames_detected": stats.frames_detected, "frames_carried": stats.frames_carried,
             "processed_fps": round(stats.fps, 1), "tracks_dropped": stats.tracks_dropped,
             "first_emit_s": None if stats.first_emit_s is None else round(stats.first_emit_s, 2),
             "wall_s": round(stats.wall_s, 2)}

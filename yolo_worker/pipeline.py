@@ -18,6 +18,7 @@ import numpy as np
 from ..worker_config import Settings
 from ..worker_utils.errors import WorkerError, inference_error
 from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
+from .motion import MotionGate
 from .selection import FinishedTrack, TrackBook, make_candidate
 from .track_ids import TrackIds
 from .video import Frame, FrameReader, VideoInfo
@@ -43,6 +44,10 @@ class PipelineStats:
     frames_processed: int = 0
     tracks_emitted: int = 0
     tracks_dropped: int = 0
+    # Of the processed frames: how many the detector ran on, how many got the last detected
+    # frame's detections again because nothing moved (motion gating, motion.py).
+    frames_detected: int = 0
+    frames_carried: int = 0
     wall_s: float = 0.0
     first_emit_s: Optional[float] = None  # seconds from start to the first emitted track
     # How far the decoder had got (frames grabbed from the file) when the first track had been
@@ -90,6 +95,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     t0 = time.perf_counter()
     batch = max(1, settings.detector_batch)
     reader = FrameReader(path, stride, queue_size=max(4, batch))
+    gate = MotionGate.from_settings(settings)
 
     def _emitted(_ft: FinishedTrack) -> None:  # on the emitter thread, once emit() has returned
         report(None)
@@ -102,7 +108,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     try:
         report("detect and track")
         _run(reader, detector, tracker, settings, book, emitter, stats, batch, t0, check_cancelled, on_progress,
-             on_tracks, info, report)
+             on_tracks, info, report, gate)
         report("emit the last snapshots")
         emitter.close()  # every snapshot written and announced (or the first emit error raised)
     except BaseException:
@@ -118,7 +124,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
          emitter: "Emitter", stats: PipelineStats, batch: int, t0: float, check_cancelled: Callable[[], None],
          on_progress: Callable[[dict], None],
          on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo,
-         report: Callable[[Optional[str]], None]) -> None:
+         report: Callable[[Optional[str]], None], gate: Optional[MotionGate]) -> None:
     """The frame loop of :func:`run_pipeline`: finished tracks go to ``emitter``."""
     last_report = t0
     ids = TrackIds(settings.track_max_age, frame_size=(info.width, info.height) if info.width > 0 else None)
@@ -129,7 +135,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
 
     # closing(): when this loop fails (tracker, emitter), the detector's worker thread stops now,
     # not whenever the garbage collector gets to the generator: the next video shares the detector.
-    with contextlib.closing(detected(reader, detector, batch, check_cancelled)) as stream:
+    with contextlib.closing(detected(reader, detector, batch, check_cancelled, gate=gate)) as stream:
         for step, (frame, dets) in enumerate(stream, start=1):
             img = frame.image
             h, w = img.shape[:2]
@@ -144,12 +150,24 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
                 book.observe(step, cand, track_id, lambda box, img=img: crop_with_margin(img, box, settings.crop_margin))
             _emit(book.expire(step))
             stats.frames_processed = step
+            _count_gated(stats, gate)
             report(None)
             now = time.perf_counter()
             if now - last_report >= settings.progress_interval_s:
                 last_report = now
                 on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0))
     _emit(book.flush())
+
+
+def _count_gated(stats: PipelineStats, gate: Optional[MotionGate]) -> None:
+    """``frames_detected`` / ``frames_carried`` of the frames processed so far.  The gate decides
+    when a frame is handed to the detector thread, up to one job ahead of the tracker: its
+    counts are capped at the frames the tracker has seen."""
+    if gate is None:
+        stats.frames_detected, stats.frames_carried = stats.frames_processed, 0
+    else:
+        stats.frames_carried = min(gate.carried, stats.frames_processed)
+        stats.frames_detected = stats.frames_processed - stats.frames_carried
 
 
 class Emitter:
@@ -212,8 +230,13 @@ class Emitter:
 
 
 def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
-             check_cancelled: Callable[[], None] = lambda: None, ahead: bool = True) -> Iterator[tuple[Frame, np.ndarray]]:
+             check_cancelled: Callable[[], None] = lambda: None, ahead: bool = True,
+             gate: Optional[MotionGate] = None) -> Iterator[tuple[Frame, np.ndarray]]:
     """``(frame, D x 6 detections)`` for each frame, in order.
+
+    ``gate`` (motion gating): a frame where nothing moved since the last detected frame is not
+    detected; it gets a copy of that frame's detections (the gate decides in frame order, before
+    the frame is handed to the detector thread, which keeps the last detections).
 
     ``batch`` > 1 (and a detector with ``detect_batch``): frames are detected ``batch`` at a time,
     one forward pass each (the GPU path: a batched fp16 pass costs little more than one frame);
@@ -226,23 +249,36 @@ def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
     detector reaches the caller, with its type, at the frame it belongs to.
     """
     detect_batch = getattr(detector, "detect_batch", None) if batch > 1 else None
+    last: list[np.ndarray] = [np.zeros((0, 6), np.float32)]  # the last detected frame's; one job runs at a time
 
-    def run(job: list[Frame]) -> list[np.ndarray]:
+    def infer(todo: list[Frame]) -> list[np.ndarray]:
         try:
+            if not todo:
+                return []
             if detect_batch is None:
-                return [detector.detect(f.image) for f in job]
-            return detect_batch([f.image for f in job])
+                return [detector.detect(f.image) for f in todo]
+            return detect_batch([f.image for f in todo])
         except WorkerError:
             raise
         except Exception as exc:  # noqa: BLE001 - typed here: the poller decides from the type
-            raise inference_error("detector", f"frame {job[0].index}", exc) from exc
+            raise inference_error("detector", f"frame {todo[0].index}", exc) from exc
 
-    def jobs() -> Iterator[list[Frame]]:
-        job: list[Frame] = []
+    def run(job: list[tuple[Frame, bool]]) -> list[np.ndarray]:
+        """Detections for each ``(frame, detect?)`` of ``job``: the detector's, or a copy of the last."""
+        fresh = iter(infer([f for f, detect in job if detect]))
+        out = []
+        for _f, detect in job:
+            if detect:
+                last[0] = next(fresh)
+            out.append(last[0] if detect else last[0].copy())
+        return out
+
+    def jobs() -> Iterator[list[tuple[Frame, bool]]]:
+        job: list[tuple[Frame, bool]] = []
         size = batch if detect_batch is not None else 1
         for frame in frames:
             check_cancelled()
-            job.append(frame)
+            job.append((frame, gate is None or gate.should_detect(frame.image)))
             if len(job) == size:
                 yield job
                 job = []
@@ -251,7 +287,7 @@ def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
 
     if not ahead:
         for job in jobs():
-            yield from zip(job, run(job))
+            yield from zip((f for f, _d in job), run(job))
         return
     import contextvars
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -269,14 +305,14 @@ def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
                 in_flight = submitted
                 results = fut.result()
                 del fut  # hold only the job in flight and the one being handed out
-                yield from zip(done, results)
+                yield from zip((f for f, _d in done), results)
                 del done, results
             else:
                 in_flight = submitted
         if in_flight is not None:
             done, fut = in_flight
             in_flight = None
-            yield from zip(done, fut.result())
+            yield from zip((f for f, _d in done), fut.result())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a closed generator leaves no detection running
 
@@ -287,5 +323,6 @@ def _progress(stats: PipelineStats, frames_read: int, info: VideoInfo, live: int
     eta = (total - frames_read) / max(frames_read / elapsed, 1e-9) if total and elapsed > 0 else None
     return {"frames_read": frames_read, "frames_total": total or None, "processed_fps": round(fps, 1),
             "live_tracks": live, "snapshots_sent": stats.tracks_emitted,
+            "frames_detected": stats.frames_detected, "frames_carried": stats.frames_carried,
             "pct": round(100.0 * frames_read / total, 1) if total else None,
             "eta_s": round(eta, 1) if eta is not None else None}

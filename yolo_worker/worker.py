@@ -114,6 +114,8 @@ class YoloWorker:
             ctx.progress("finish")
             set_video_status(self.db, job.video_id, "done", allowed_from=("processing",))
             log.info("video done", extra={"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
+                                           "frames_detected": stats.frames_detected,
+                                           "frames_carried": stats.frames_carried,
                                            "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
                                            "processed_fps": round(stats.fps, 1),
                                            "first_emit_s": None if stats.first_emit_s is None

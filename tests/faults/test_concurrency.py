@@ -29,6 +29,9 @@ def test_two_yolo_and_two_main_workers_share_the_queues(rig):
     assert all(len(v) == 1 for v in per_clip.values()), per_clip
     # ... each video and each analysis was worked on exactly once ...
     assert sorted(e["video_id"] for e in rig.events("video done")) == sorted(videos)
+    # the final line of a video says how many frames the detector ran on and how many were carried over
+    assert all(e["frames_detected"] + e["frames_carried"] == e["frames_processed"] and e["frames_detected"] > 0
+               for e in rig.events("video done"))
     assert len([e for e in rig.events("message done") if e.get("analysis") == "done"]) == len(rows)
     assert rig.events("analysis was finished by another delivery; nothing changed") == []
     # ... and the work really was shared
