@@ -7,8 +7,8 @@ Output for ``write_clip(cfg, out_dir, name)``:
   falls back to OpenCV's MPEG-4 Part 2 writer when that binary is missing;
 * ``<name>.gt.txt`` - MOTChallenge ground truth, one line per vehicle per frame:
   ``frame(1-based), id, left, top, width, height, 1, class(1..8, taxonomy order), visibility``;
-* ``<name>.json`` - the scene config and the per-vehicle table (type, make, model, colour,
-  plate, lane, first/last frame).
+* ``<name>.json`` - the scene config (:func:`config_record`) and the per-vehicle table (type,
+  make, model, colour, plate, lane, first/last frame; ``parked: true`` for a parked vehicle).
 
 :func:`load_ground_truth` reads both back.
 """
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..worker_utils.vocab import TAXONOMY
-from .scene import Scene, SceneConfig
+from .scene import ADDED_FIELDS, Scene, SceneConfig
 
 
 def ffmpeg_exe() -> Optional[str]:
@@ -80,6 +80,15 @@ class _Writer:
             self.cv.release()
 
 
+def config_record(cfg: SceneConfig) -> dict:
+    """``cfg`` as NAME.json stores it: every field, except those added since the first clips
+    (``scene.ADDED_FIELDS``) while they hold their default, so a clip rendered before they
+    existed and the same clip rendered now are byte-identical.  ``SceneConfig(**record)``
+    gives ``cfg`` back."""
+    default = SceneConfig()
+    return {k: v for k, v in asdict(cfg).items() if k not in ADDED_FIELDS or v != getattr(default, k)}
+
+
 @dataclass
 class ClipInfo:
     video: Path
@@ -111,7 +120,7 @@ def write_clip(cfg: SceneConfig, out_dir: str | Path, name: str = "clip") -> Cli
         writer.close()
     gt_path.write_text("\n".join(lines) + "\n")
     table = scene.vehicle_table()
-    meta = {"config": asdict(cfg), "frames": n, "vehicles": {str(k): v for k, v in table.items()}}
+    meta = {"config": config_record(cfg), "frames": n, "vehicles": {str(k): v for k, v in table.items()}}
     meta_path.write_text(json.dumps(meta, indent=1))
     return ClipInfo(video, gt_path, meta_path, n, len(table))
 

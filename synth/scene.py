@@ -13,6 +13,15 @@ leader (brake to keep a gap, stop behind a stopped vehicle), change their cruise
 then, and some stop for a while in view (a stop line in the middle of the frame).  Nearer
 lanes occlude farther ones; vehicles in one lane can touch while queueing.
 
+Car park / low traffic (``parked > 0``, preset :func:`carpark_config`): ``parked`` vehicles
+stand still for the whole clip in parking rows along the near kerb, between the camera and
+the road (row 0 where the nearest lane would be; rows :data:`PARKING_ROW_M` apart, so a row's
+vehicles barely overlap the row behind; the traffic lanes move back behind them).  They are
+packed left to right with random gaps, fully inside the frame, and drawn from their own random
+stream (they move the lanes back, so the traffic of a seed differs with and without them).  They are in the ground
+truth like every other vehicle (``vehicle_table`` marks them ``"parked": true``).  With
+``parked == 0`` (the default) nothing of this exists and clips are byte-identical to before.
+
 Everything is deterministic in ``seed``.  ``Scene.frames()`` yields ``(frame, objects)`` per
 frame, ``objects`` being the ground truth: one :class:`GtObject` per vehicle in view with its
 full box (clipped to the frame) and visibility (visible pixels / pixels in the frame).
@@ -52,6 +61,9 @@ class SceneConfig:
     stop_probability: float = 0.15  # chance a vehicle stops at the stop line for a while
     type_weights: Optional[tuple[float, ...]] = None  # 8 numbers (taxonomy order); None = uniform
     start_filled: bool = True  # vehicles already in view at t=0 (else the road starts empty)
+    # Fields added later: write_clip leaves them out of NAME.json while they hold their default
+    # (ADDED_FIELDS), so clips of older configurations stay byte-identical.
+    parked: int = 0  # vehicles standing still for the whole clip in parking rows at the near kerb
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or self.width < 64 or self.height < 64:
@@ -60,10 +72,70 @@ class SceneConfig:
             raise ValueError("fps must be in (0, 120]")
         if self.lanes < 1:
             raise ValueError("lanes must be >= 1")
+        if self.parked < 0:
+            raise ValueError("parked must be >= 0")
 
     @property
     def frame_count(self) -> int:
         return int(round(self.duration_s * self.fps))
+
+
+ADDED_FIELDS = ("parked",)  # SceneConfig fields that NAME.json carries only when not at their default
+
+# Car park geometry (metres).  Rows 6.5 m apart (a bay and an aisle): at the default camera a
+# tall vehicle in row 0 hides at most about half of one in row 1 (5 parked, seeds 0-59: every
+# parked vehicle at least 53 % visible; 5.5 m left some at 27 %).
+PARKING_ROW_M = 6.5
+PARKING_MAX_ROWS = 3
+PARKING_MARGIN_M = 0.4  # from the frame edge: parked vehicles lie fully inside the view
+PARKING_GAP_M = (0.8, 2.5)  # gap between neighbours, uniform
+# Parked types (taxonomy order): cars, SUVs, vans, light trucks, utility vehicles and
+# motorcycles; buses and jeepneys do not park in a car park (and one would fill a row).
+PARKED_TYPE_WEIGHTS = (3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0)
+
+
+def carpark_config(seed: int = 0, **changes) -> SceneConfig:
+    """The car-park / low-traffic preset: 5 parked vehicles in two rows at the near kerb, a
+    two-lane access road behind them with one arrival per lane every 30 s on average, an empty
+    road at the start and no stop line.  Most processed frames show no motion at all, as on
+    much real CCTV (seed 4245, 25 fps, 30 s: 3 movers, 58 % of the frames at stride 3 without a
+    moving pixel against the previous one; a real CCTV clip measured 55 %).  ``changes``
+    override any field (``duration_s``, ``fps``, ``parked`` ...)."""
+    kw = dict(seed=seed, lanes=2, vehicles_per_min=2.0, parked=5, stop_probability=0.0, start_filled=False)
+    kw.update(changes)
+    return SceneConfig(**kw)
+
+
+SCENES = {"road": SceneConfig, "carpark": carpark_config}  # preset name -> (seed, **changes) -> SceneConfig
+
+
+def scene_config(scene: str = "road", seed: int = 0, **changes) -> SceneConfig:
+    """The named preset's config (``road``: the plain SceneConfig defaults, ``carpark``:
+    :func:`carpark_config`), with ``changes`` on top."""
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; one of {', '.join(SCENES)}")
+    return SCENES[scene](seed=seed, **changes)
+
+
+def pack_rows(lengths_m, gaps_m, row_lengths_m, margin_m: float = PARKING_MARGIN_M) -> list[tuple[int, float]]:
+    """Pack vehicles left to right into rows, in order: ``(row, left)`` for each vehicle.
+
+    ``lengths_m[i]`` is vehicle i's length and ``gaps_m[i]`` the free space before it (after the
+    row's margin for the first of a row), metres; ``row_lengths_m[r]`` is the visible length of
+    row r.  ``left`` is the vehicle's left end in metres from the row's left edge; every vehicle
+    lies within ``[margin_m, row length - margin_m]``.  A vehicle that does not fit starts the
+    next row.  Raises ValueError when the rows run out."""
+    out: list[tuple[int, float]] = []
+    row, end = 0, margin_m  # end: right end of the row's last vehicle (the margin while empty)
+    for length, gap in zip(lengths_m, gaps_m):
+        while row < len(row_lengths_m) and end + gap + length > row_lengths_m[row] - margin_m:
+            row, end = row + 1, margin_m  # farther rows are longer: one may take it even alone
+        if row >= len(row_lengths_m):
+            raise ValueError(f"{len(lengths_m)} parked vehicles do not fit in {len(row_lengths_m)} parking rows "
+                             "at this width and field of view; park fewer")
+        out.append((row, end + gap))
+        end += gap + length
+    return out
 
 
 @dataclass
@@ -99,6 +171,7 @@ class _Vehicle:
     stopped_once: bool = False
     first_frame: int = -1
     last_frame: int = -1
+    parked: bool = False  # stands still in a parking row for the whole clip
 
 
 class Camera:
@@ -133,17 +206,21 @@ class Scene:
         # whatever the lighting, rain or noise settings.
         self.fx_rng = np.random.default_rng([cfg.seed, 1])
         self.cam = Camera(cfg)
-        # Nearest lane's centre at 90 % of the frame height; the others behind it.
+        self.vehicles: list[_Vehicle] = []
+        self.by_id: dict[int, _Vehicle] = {}  # every vehicle ever spawned, by vehicle_id (spawn order)
+        self._next_id = 1
+        # Nearest lane's centre at 90 % of the frame height; the others behind it.  Parking rows
+        # (car park) take that place instead, and the lanes start behind the last row.
         z0 = self.cam.depth_of_row(0.9 * cfg.height)
+        self.parking_rows: list[float] = self._park(z0) if cfg.parked else []  # depths of the rows used
+        if self.parking_rows:
+            z0 = self.parking_rows[-1] + PARKING_ROW_M / 2 + cfg.lane_width_m / 2
         self.lanes: list[_Lane] = []
         for i in range(cfg.lanes):
             z = z0 + i * cfg.lane_width_m
             half = (cfg.width / 2.0) * z / self.cam.f
             direction = 1 if i < (cfg.lanes + 1) // 2 else -1
             self.lanes.append(_Lane(i, z, self.cam.row_of_depth(z), self.cam.px_per_m(z), direction, half))
-        self.vehicles: list[_Vehicle] = []
-        self.by_id: dict[int, _Vehicle] = {}  # every vehicle ever spawned, by vehicle_id (spawn order)
-        self._next_id = 1
         self.background = self._background()
         self.t = 0.0
         if cfg.start_filled:
@@ -152,6 +229,30 @@ class Scene:
             lane.next_arrival = self.t + float(self.rng.exponential(60.0 / cfg.vehicles_per_min))
 
     # --- world -------------------------------------------------------------------------
+    def _park(self, z0: float) -> list[float]:
+        """Place ``cfg.parked`` still vehicles in parking rows from depth ``z0`` (metres) back;
+        returns the depths of the rows used.  Their own random stream (``[seed, 2]``), so the
+        traffic's stream is the one it would be without them."""
+        cfg, cam = self.cfg, self.cam
+        rng = np.random.default_rng([cfg.seed, 2])
+        specs = [random_vehicle(rng, type_weights=np.asarray(PARKED_TYPE_WEIGHTS)) for _ in range(cfg.parked)]
+        gaps = rng.uniform(*PARKING_GAP_M, cfg.parked)
+        facing_right = rng.random(cfg.parked) < 0.5
+        depths = [z0 + r * PARKING_ROW_M for r in range(PARKING_MAX_ROWS)]
+        halves = [(cfg.width / 2.0) * z / cam.f for z in depths]  # half the visible row length, metres
+        places = pack_rows([sp.length_m for sp in specs], gaps, [2 * h for h in halves])
+        for spec, (row, left), right in zip(specs, places, facing_right):
+            z = depths[row]
+            lane = _Lane(-1 - row, z, cam.row_of_depth(z), cam.px_per_m(z), 1 if right else -1, halves[row])
+            x_left = -halves[row] + left  # world X of the vehicle's left end
+            x_rear = x_left if right else -x_left - spec.length_m  # see _place
+            sprite = render_vehicle(spec, lane.px_per_m, facing_right=bool(right))
+            v = _Vehicle(self._next_id, spec, lane, sprite, x_rear, 0.0, 0.0, parked=True)
+            self._next_id += 1
+            self.vehicles.append(v)
+            self.by_id[v.vid] = v
+        return depths[:max(row for row, _ in places) + 1]
+
     def _spawn(self, lane: _Lane, x_rear: Optional[float] = None) -> Optional[_Vehicle]:
         spec = random_vehicle(self.rng, type_weights=None if self.cfg.type_weights is None
                               else np.asarray(self.cfg.type_weights))
@@ -232,6 +333,8 @@ class Scene:
         img[horizon:] = (95, 110, 100)  # verge / far ground
         far_edge = self.lanes[-1].depth + self.cfg.lane_width_m / 2
         near_edge = self.lanes[0].depth - self.cfg.lane_width_m / 2
+        if self.parking_rows:  # the car park's asphalt reaches to the front of its first row
+            near_edge = self.parking_rows[0] - PARKING_ROW_M / 2
         y_far, y_near = int(cam.row_of_depth(far_edge)), int(cam.row_of_depth(near_edge))
         y_far_walk = int(cam.row_of_depth(far_edge + 3.0))
         # Buildings behind the far sidewalk.
@@ -267,6 +370,12 @@ class Scene:
                 dash = max(8, int(3.0 * cam.px_per_m(z)))
                 for xs in range(0, W, 2 * dash):
                     img[max(0, y - 1):y + 1, xs:xs + dash] = (225, 225, 225)
+        # Car park: a white line behind each row (the last one, the kerb to the road, thicker);
+        # no random draws, so the rest of the picture is as it would be without a car park.
+        for k, z in enumerate(self.parking_rows):
+            y = int(round(cam.row_of_depth(z + PARKING_ROW_M / 2)))
+            kerb = k == len(self.parking_rows) - 1
+            img[max(0, y - (2 if kerb else 1)):max(0, y + 1)] = (225, 225, 225)
         # Poles on the far sidewalk (static clutter the detector must ignore).
         for _ in range(int(rng.integers(2, 5))):
             px = int(rng.integers(0, W))
@@ -330,6 +439,8 @@ class Scene:
             glow = np.zeros(img.shape[:2], np.float32)
             tails = []
             for v, x0, y0, _window, _sub in placed:
+                if v.parked:  # lights off
+                    continue
                 hx, hy = v.sprite.head_lamp
                 tx, ty = v.sprite.tail_lamp
                 r = max(2, int(0.35 * v.lane.px_per_m))
@@ -368,7 +479,9 @@ class Scene:
         for v in self.by_id.values():
             if v.first_frame < 0:
                 continue
-            out[v.vid] = {**v.spec.ground_truth(), "lane": v.lane.index,
-                          "direction": "right" if v.lane.direction > 0 else "left",
+            out[v.vid] = {**v.spec.ground_truth(), "lane": v.lane.index,  # parking row r: lane -1 - r
+                          "direction": "right" if v.lane.direction > 0 else "left",  # facing, when parked
                           "first_frame": v.first_frame, "last_frame": v.last_frame}
+            if v.parked:  # only then: the tables of clips without a car park stay as they were
+                out[v.vid]["parked"] = True
         return out
