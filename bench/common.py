@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..synth.clip import write_clip
-from ..synth.scene import SceneConfig
+from ..synth.scene import scene_config
 from ..worker_config import PACKAGE_DIR, Settings, build_settings
 from ..worker_utils.local_stack import LOCAL_AWS_ENV, StackState, stack_down, stack_up
 from ..worker_utils.provision import run_setup
@@ -34,12 +34,24 @@ def log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
+# The static-camera case's clip: the car-park preset at a seed with three movers in 30 s (one in
+# the first 10 s, for --quick); 58 % of its frames at stride 3 have no moving pixel.
+CARPARK_SEED = 4245
+
+
 def clip(duration_s: float, *, width: int = 640, height: int = 360, fps: float = 25.0, seed: int = 4242,
-         vehicles_per_min: float = 10.0) -> Path:
-    """A generated traffic clip, rendered once and cached under artifacts/bench/clips."""
-    cfg = SceneConfig(width=width, height=height, fps=fps, duration_s=duration_s, seed=seed,
-                      vehicles_per_min=vehicles_per_min)
-    name = f"s{seed}_{width}x{height}_{fps:g}fps_{duration_s:g}s_v{vehicles_per_min:g}"
+         vehicles_per_min: float | None = None, scene: str = "road") -> Path:
+    """A generated clip (``scene``: ``road`` = continuous traffic, 10 arrivals per lane per
+    minute unless ``vehicles_per_min`` says otherwise; ``carpark`` = synth's car-park preset),
+    rendered once with its ground truth (NAME.gt.txt, NAME.json) and cached under
+    artifacts/bench/clips."""
+    changes: dict[str, Any] = {"width": width, "height": height, "fps": fps, "duration_s": duration_s}
+    if vehicles_per_min is not None or scene == "road":
+        changes["vehicles_per_min"] = 10.0 if vehicles_per_min is None else vehicles_per_min
+    cfg = scene_config(scene, seed, **changes)
+    name = f"s{seed}_{width}x{height}_{fps:g}fps_{duration_s:g}s_v{cfg.vehicles_per_min:g}"
+    if scene != "road":
+        name = f"{scene}_{name}_p{cfg.parked}"
     path = WORK / "clips" / f"{name}.mp4"
     if not path.exists():
         t0 = time.perf_counter()
@@ -69,23 +81,85 @@ def local_stack(**changes: Any) -> Iterator[tuple[Settings, StackState]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# The ISA flags (as /proc/cpuinfo spells them) that decide what a CPU detector runs at: AVX2 is
+# the float32 baseline; AVX-512 widens it; VNNI (AVX-512 or AVX) speeds up INT8; AVX-512 BF16
+# and AMX run bfloat16 (OpenVINO's default where present) and AMX INT8 too.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def parse_cpuinfo(text: str) -> dict[str, Any]:
+    """The CPU model and its :data:`ISA_FLAGS` from the text of /proc/cpuinfo (the first
+    processor's entry; x86 ``flags`` line).  Returns ``{"cpu": model name or None, "cpu_id":
+    "vendor family F model M stepping S" or None (VMs often show a generic model name; these
+    numbers still tell the generation), "isa": [the flags present, in ISA_FLAGS order],
+    "isa_class": isa_class(...)}``."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not line.strip():
+            if fields:
+                break  # end of the first processor's entry
+            continue
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    isa = [f for f in ISA_FLAGS if f in flags]
+    cpu_id = None
+    if "cpu family" in fields and "model" in fields:
+        cpu_id = (f"{fields.get('vendor_id', '?')} family {fields['cpu family']} model {fields['model']}"
+                  f" stepping {fields.get('stepping', '?')}")
+    return {"cpu": fields.get("model name"), "cpu_id": cpu_id, "isa": isa, "isa_class": isa_class(isa)}
+
+
+def isa_class(isa: list[str]) -> str:
+    """The CPU class that decides the detector's speed, from the flags :func:`parse_cpuinfo`
+    found: ``amx`` (bfloat16 and INT8 in tiles), ``avx512_bf16``, ``avx512_vnni``, ``avx512``,
+    ``avx2_vnni``, ``avx2`` or ``older``.  The README's sizing guidance is by these classes."""
+    has = set(isa)
+    if {"amx_bf16", "amx_tile"} <= has:
+        return "amx"
+    if "avx512_bf16" in has:
+        return "avx512_bf16"
+    if "avx512f" in has:
+        return "avx512_vnni" if "avx512_vnni" in has else "avx512"
+    if "avx2" in has:
+        return "avx2_vnni" if "avx_vnni" in has else "avx2"
+    return "older"
+
+
+def cpu_info() -> dict[str, Any]:
+    """:func:`parse_cpuinfo` of this machine, and the cores this process may use."""
+    try:
+        info = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux
+        info = {"cpu": None, "cpu_id": None, "isa": [], "isa_class": "unknown"}
+    info["cpu"] = info["cpu"] or platform.processor() or "unknown"
+    try:
+        info["usable_cores"] = len(os.sched_getaffinity(0))  # a cpuset or CPUAffinity= counts, not the host
+    except (AttributeError, OSError):
+        info["usable_cores"] = os.cpu_count()
+    return info
+
+
+def cpu_line(info: dict[str, Any]) -> str:
+    """One line naming the CPU, for the log and beside every figure, e.g.
+    ``Intel Xeon ... | 2 usable cores | amx: avx2 avx512f ... amx_int8``."""
+    return f"{info['cpu']} | {info['usable_cores']} usable cores | {info['isa_class']}: {' '.join(info['isa']) or '-'}"
+
+
 def machine() -> dict[str, Any]:
     import torch
 
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
-            "cpu": _cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
+    cpu = cpu_info()
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu_line": cpu_line(cpu), **cpu,
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU model alone (check-model prints it the way the benchmarks do)."""
+    return cpu_info()["cpu"]
 
 
 def peak_rss_mb() -> float:

@@ -128,6 +128,20 @@ def _pass(settings, worker, batch: int, bodies: list[str]) -> dict[str, Any]:
             "other_ms_per_snapshot": round((wall - ocr) / served * 1e3, 1)}
 
 
+def runtimes_used(worker: Any) -> dict[str, Any]:
+    """What each model of the main_worker ran on, read after the passes: every variant's format,
+    runtime and precision (OpenVINO reports bf16 on AMX CPUs), and the plate OCR's."""
+    out: dict[str, Any] = {name: {"format": getattr(m, "format_name", type(m).__name__),
+                                  "runtime": getattr(m, "runtime", None), "precision": getattr(m, "precision", None)}
+                           for name, m in getattr(worker, "variants", {}).items()}
+    plates = getattr(worker, "plates", None)
+    if plates is not None:
+        ov = getattr(plates, "_ov", None)  # the OpenVINO OCR, once loaded; else ONNX Runtime (float32)
+        out["plate_ocr"] = {"runtime": "openvino" if ov is not None else getattr(plates, "runtime", None),
+                            "precision": getattr(ov, "precision", None) if ov is not None else "f32"}
+    return out
+
+
 def bench_main(duration_s: float = 30.0, stride: int = 3, plate: bool = True, rounds: int = 3,
                videos_per_pass: int = 2, **clip_kw: Any) -> dict[str, Any]:
     """c, with plate OCR on (the default configuration) and, side by side, off."""
@@ -160,7 +174,8 @@ def bench_main(duration_s: float = 30.0, stride: int = 3, plate: bool = True, ro
                         best[key] = res
         out: dict[str, Any] = {"snapshots_per_pass": n, "rounds": rounds, "queue_depth": QUEUE_DEPTH,
                                "plate_enabled": plate,
-                               "color_enabled": s.color_enabled, "main_mode": s.main_mode}
+                               "color_enabled": s.color_enabled, "main_mode": s.main_mode,
+                               "runtimes": runtimes_used(workers[plate] or workers[False])}
         for with_plate in variants:
             group = {name: best[(with_plate, name)] for name, _ in MODES}
             b, one = group["batched"], group["one_at_a_time"]

@@ -3,12 +3,24 @@ naive ultralytics ``model.track`` loop, on the same clip, weights and stride, in
 
 - **end to end**: the real ``YoloWorker.handle`` on a PROCESS_VIDEO taken from SQS (moto):
   S3 download, decode (own thread), detect, track, best-frame selection, letterbox + JPEG,
-  S3 put, ``image_analyses`` insert, SNAPSHOT_READY send.
+  S3 put, ``image_analyses`` insert, SNAPSHOT_READY send.  Run twice: with motion gating as
+  configured (on by default: the detector skips frames where nothing moved) and with
+  ``motion_gating=False`` (the detector on every processed frame).  Each run reports the
+  frames detected and carried over, and its snapshot coverage against the clip's ground truth
+  (``eval.scoring.score_analyses`` on the rows the run wrote: countable vehicles with exactly
+  one snapshot); gating must not change it.
 - **detector only**: the same ``Detector`` object (same runtime) over the same frames,
-  decoded beforehand and held in memory: the ceiling the pipeline can approach.
+  decoded beforehand and held in memory: the ceiling the pipeline can approach *without*
+  gating (with it, end to end can pass it: it detects fewer frames).
 - **naive**: ``YOLO(weights).track(source, stream=True, vid_stride=stride)`` (PyTorch, the
   tracker ultralytics picks by default) feeding the same ``TrackBook`` selection and JPEG
   encoding, with no S3/SQS/SQL at all, which flatters it.
+
+Clips: continuous traffic (``scene="road"``: figures a and b) and the static-camera case
+(``scene="carpark"``: parked vehicles and occasional movers, figure
+``static_end_to_end_vs_naive``).  :func:`bench_threads` runs the detector-only loop and the
+ungated end-to-end run at ``detector_threads`` 1 and at the default (every usable core) side
+by side: how much the decoder, tracker and detector overlap on this machine.
 
 Each variant runs ``rounds`` times, alternating; the fastest round of each is reported
 (the usual choice on a shared machine: noise only ever adds time).
@@ -17,23 +29,70 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
+from ..eval.scoring import score_analyses
+from ..synth.clip import load_ground_truth
 from ..worker_utils.imaging import clamp_box, crop_with_margin, encode_jpeg, letterbox, sharpness
 from ..worker_utils.poller import HandlerContext
+from ..worker_utils.repository import list_analyses
 from ..worker_utils.sqs_queue import SqsQueues
 from ..worker_utils.submit import submit_video
 from ..yolo_worker.detector import Detector
 from ..yolo_worker.selection import TrackBook, make_candidate
 from ..yolo_worker.video import FrameReader, probe
-from .common import WORKSPACE, clip, local_stack, log, ratio
+from .common import CARPARK_SEED, WORKSPACE, clip, local_stack, log, ratio
+
+COVERAGE_KEYS = ("vehicles", "snapshots", "exactly_one", "more_than_one", "missed", "unmatched_snapshots",
+                 "recall_exactly_one")
 
 
-def run_end_to_end(settings, worker, path: Path, stride: int) -> dict[str, Any]:
-    """One PROCESS_VIDEO through the real handler; seconds from receive to done."""
-    submit_video(settings, path, workspace_id=WORKSPACE, workspace_code="CTX1005", camera_code="CAM1",
-                 frame_stride=stride)
+def detector_precision(detector: Any) -> str | None:
+    """What the detector actually computed in: its loaded exported models' ``precision``
+    (OpenVINO: ``bf16`` on AMX / AVX-512 BF16 CPUs unless told otherwise, ``f32`` elsewhere,
+    ``int8`` for the quantised export; ONNX Runtime ``f32``), ``f16``/``f32`` for PyTorch on
+    GPU/CPU; None before an exported model was loaded.  Not ``detector.precision``: that is the
+    requested setting (``auto`` ...), which :func:`detector_record` reports beside it."""
+    models = list(getattr(detector, "_exported", {}).values())
+    if models:
+        return "/".join(sorted({str(getattr(m, "precision", "f32")) for m in models}))
+    if getattr(detector, "runtime", "torch") in ("torch", "native"):
+        return "f16" if getattr(detector, "half", False) else "f32"
+    return None
+
+
+def detector_record(detector: Any) -> dict[str, Any]:
+    """The detector's weights, runtime, input size, threads and precision (used, and requested
+    by ``detector_precision`` where the detector has that setting), for a result group."""
+    return {"weights": str(detector.path.name), "runtime": getattr(detector, "runtime", "torch"),
+            "imgsz": detector.imgsz, "threads": getattr(detector, "threads", None),
+            "precision": detector_precision(detector),
+            "precision_requested": getattr(detector, "precision", None)}
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block.  Loading an exported detector sets
+    torch's (process-wide) thread count to the detector's for its NMS, so a 1-thread detector
+    loaded beside the default one must not leave every other variant on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_end_to_end(settings, worker, path: Path, stride: int, gt=None) -> dict[str, Any]:
+    """One PROCESS_VIDEO through the real handler; seconds from receive to done, frames
+    detected/carried over, and (with ``gt``, the clip's ground truth) snapshot coverage."""
+    video_id = submit_video(settings, path, workspace_id=WORKSPACE, workspace_code="CTX1005", camera_code="CAM1",
+                            frame_stride=stride)
     msg = SqsQueues(settings).receive(settings.video_queue, 1, wait_s=5)[0]
     ctx = HandlerContext(settings, threading.Event())
     t0 = time.perf_counter()
@@ -41,7 +100,14 @@ def run_end_to_end(settings, worker, path: Path, stride: int) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     SqsQueues(settings).delete(settings.video_queue, msg.receipt_handle)
     st = worker.last_stats
-    return {"wall_s": wall, "frames": st.frames_processed, "snapshots": st.tracks_emitted}
+    out = {"wall_s": wall, "frames": st.frames_processed, "snapshots": st.tracks_emitted,
+           # PipelineStats gained these with motion gating; None from a pipeline without it
+           "frames_detected": getattr(st, "frames_detected", None),
+           "frames_carried": getattr(st, "frames_carried", None)}
+    if gt is not None:  # the rows the run wrote (bbox, detected_in_ms) against the ground truth
+        scored = score_analyses(list_analyses(worker.db, video_id), gt, gt.config["fps"], stride)
+        out["coverage"] = {k: scored["coverage"][k] for k in COVERAGE_KEYS}
+    return out
 
 
 def run_detector_only(detector: Detector, frames: list) -> dict[str, Any]:
@@ -84,11 +150,42 @@ def run_naive(settings, weights: Path, imgsz: int, path: Path, stride: int) -> d
     return {"wall_s": time.perf_counter() - t0, "frames": frames, "snapshots": snapshots}
 
 
+def fastest_of(variants: list[tuple[str, Callable[[], dict[str, Any]]]], rounds: int, stride: int,
+               clip_fps: float) -> dict[str, dict[str, Any]]:
+    """Run each ``(name, fn)`` ``rounds`` times, alternating; the fastest round of each, with
+    fps, ms a frame and times realtime (``frames * stride / clip_fps / wall``) added."""
+    best: dict[str, dict] = {}
+    for r in range(rounds):
+        for name, fn in variants:
+            out = fn()
+            out["fps"] = out["frames"] / out["wall_s"]
+            carried = "" if out.get("frames_carried") is None else f" ({out['frames_carried']} carried over)"
+            log(f"round {r + 1}: {name}: {out['frames']} frames{carried} in {out['wall_s']:.1f} s = {out['fps']:.1f} fps")
+            if name not in best or out["wall_s"] < best[name]["wall_s"]:
+                best[name] = out
+    for v in best.values():
+        v["ms_per_frame"] = round(1000 * v["wall_s"] / v["frames"], 2)
+        v["x_realtime"] = round(v["frames"] * stride / clip_fps / v["wall_s"], 2)
+        v["wall_s"], v["fps"] = round(v["wall_s"], 2), round(v["fps"], 2)
+    return best
+
+
+def coverage_change(gated: dict[str, Any], ungated: dict[str, Any]) -> float | None:
+    """recall_exactly_one with gating minus without (0.0 = unchanged; the target is >= 0)."""
+    a, b = gated.get("coverage"), ungated.get("coverage")
+    return None if a is None or b is None else round(a["recall_exactly_one"] - b["recall_exactly_one"], 4)
+
+
 def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive: bool = True,
-               runtime: str | None = None, imgsz: int | None = None, **clip_kw: Any) -> dict[str, Any]:
-    """``imgsz`` overrides the detector's input size (None: the size the weights were trained at)."""
-    path = clip(duration_s, **clip_kw)
-    info = probe(path)
+               runtime: str | None = None, imgsz: int | None = None, scene: str = "road",
+               **clip_kw: Any) -> dict[str, Any]:
+    """a and b on a ``scene`` clip (``road``: continuous traffic; ``carpark``: the static-camera
+    case, seed :data:`CARPARK_SEED` unless ``clip_kw`` names one).  ``imgsz`` overrides the
+    detector's input size (None: the size the weights were trained at)."""
+    if scene == "carpark":
+        clip_kw.setdefault("seed", CARPARK_SEED)
+    path = clip(duration_s, scene=scene, **clip_kw)
+    info, gt = probe(path), load_ground_truth(path)
     changes: dict[str, Any] = {"device": "cpu", "plate_enabled": False, "detector_imgsz": imgsz}
     if runtime:
         changes["detector_runtime"] = runtime
@@ -99,32 +196,96 @@ def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive
         frames = [f.image for f in FrameReader(path, stride)]
         detector.detect(frames[0])  # load / export / warm up outside the timings
         worker = YoloWorker(s, detector=detector)
-        run_end_to_end(s, worker, path, stride)  # warm-up: first-video costs (clients, tracker imports)
-        best: dict[str, dict] = {}
-        for r in range(rounds):
-            variants = [("end_to_end", lambda: run_end_to_end(s, worker, path, stride)),
-                        ("detector_only", lambda: run_detector_only(detector, frames))]
-            if naive:
-                variants.append(("naive_track_loop", lambda: run_naive(s, Path(s.resolve_path(s.detector_path)),
-                                                                        detector.imgsz, path, stride)))
-            for name, fn in variants:
-                out = fn()
-                out["fps"] = out["frames"] / out["wall_s"]
-                log(f"round {r + 1}: {name}: {out['frames']} frames in {out['wall_s']:.1f} s = {out['fps']:.1f} fps")
-                if name not in best or out["wall_s"] < best[name]["wall_s"]:
-                    best[name] = out
-        for v in best.values():
-            v["ms_per_frame"] = round(1000 * v["wall_s"] / v["frames"], 2)
-            v["x_realtime"] = round(v["frames"] * stride / info.fps / v["wall_s"], 2)
-            v["wall_s"], v["fps"] = round(v["wall_s"], 2), round(v["fps"], 2)
-        result: dict[str, Any] = {
-            "clip": {"path": path.name, "width": info.width, "height": info.height, "fps": round(info.fps, 3),
-                     "frames": info.frame_count, "frame_stride": stride},
-            "detector": {"weights": str(detector.path.name), "runtime": getattr(detector, "runtime", "torch"),
-                         "imgsz": detector.imgsz, "threads": getattr(detector, "threads", None)},
-            **best,
-            "a_end_to_end_vs_detector_only": ratio(best["end_to_end"]["fps"], best["detector_only"]["fps"]),
-        }
+        s_off = s.model_copy(update={"motion_gating": False})
+        worker_off = YoloWorker(s_off, detector=detector)
+        for w in (worker, worker_off):  # warm-up: first-video costs (clients, tracker imports)
+            run_end_to_end(w.settings, w, path, stride)
+        variants = [("end_to_end", lambda: run_end_to_end(s, worker, path, stride, gt)),
+                    ("end_to_end_gating_off", lambda: run_end_to_end(s_off, worker_off, path, stride, gt)),
+                    ("detector_only", lambda: run_detector_only(detector, frames))]
         if naive:
-            result["b_end_to_end_vs_naive"] = ratio(best["end_to_end"]["fps"], best["naive_track_loop"]["fps"])
+            variants.append(("naive_track_loop", lambda: run_naive(s, Path(s.resolve_path(s.detector_path)),
+                                                                    detector.imgsz, path, stride)))
+        best = fastest_of(variants, rounds, stride, info.fps)
+        e2e, off, det = best["end_to_end"], best["end_to_end_gating_off"], best["detector_only"]
+        result: dict[str, Any] = {
+            "scene": scene,
+            "clip": {"path": path.name, "width": info.width, "height": info.height, "fps": round(info.fps, 3),
+                     "frames": info.frame_count, "frame_stride": stride, "vehicles": len(gt.vehicles),
+                     "parked": sum(1 for v in gt.vehicles.values() if v.get("parked"))},
+            "detector": detector_record(detector),
+            "motion_gating": bool(getattr(s, "motion_gating", False)),
+            **best,
+            "coverage_gated_minus_ungated": coverage_change(e2e, off),
+        }
+        if scene == "carpark":  # the static-camera figure: gated end to end against the naive loop
+            if naive:
+                result["static_end_to_end_vs_naive"] = ratio(e2e["fps"], best["naive_track_loop"]["fps"])
+            result["static_end_to_end_vs_detector_only"] = ratio(e2e["fps"], det["fps"])
+            result["static_ungated_end_to_end_vs_naive"] = (ratio(off["fps"], best["naive_track_loop"]["fps"])
+                                                           if naive else None)
+            return result
+        # a: the pipeline against its own detector, every frame detected (gating off); with
+        # gating on it may pass 1.0 (fewer frames detected), reported beside it.
+        result["a_end_to_end_vs_detector_only"] = ratio(off["fps"], det["fps"])
+        result["a_gated_end_to_end_vs_detector_only"] = ratio(e2e["fps"], det["fps"])
+        if naive:
+            result["b_end_to_end_vs_naive"] = ratio(e2e["fps"], best["naive_track_loop"]["fps"])
+            result["b_ungated_end_to_end_vs_naive"] = ratio(off["fps"], best["naive_track_loop"]["fps"])
         return result
+
+
+def bench_threads(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, runtime: str | None = None,
+                  imgsz: int | None = None, **clip_kw: Any) -> dict[str, Any]:
+    """The detector-only loop and the ungated end-to-end run at ``detector_threads`` 1 and at
+    the default (every usable core, at most 8), side by side on the traffic clip.  The end to
+    end run decodes, tracks and writes beside the detector: ``overlap`` (end to end ÷ detector
+    only, at each thread count) says how much of that the machine hides under detection."""
+    path = clip(duration_s, **clip_kw)
+    info = probe(path)
+    changes: dict[str, Any] = {"device": "cpu", "plate_enabled": False, "detector_imgsz": imgsz,
+                               "motion_gating": False}
+    if runtime:
+        changes["detector_runtime"] = runtime
+    with local_stack(**changes) as (s, _):
+        from ..yolo_worker.worker import YoloWorker
+
+        frames = [f.image for f in FrameReader(path, stride)]
+        s_one = s.model_copy(update={"detector_threads": 1})
+        runs: dict[str, tuple[Detector, Any]] = {}
+        for label, st in (("default", s), ("1", s_one)):
+            det = Detector(st)
+            with torch_threads(det.threads):
+                det.detect(frames[0])
+                worker = YoloWorker(st, detector=det)
+                run_end_to_end(st, worker, path, stride)  # warm-up
+            runs[label] = (det, worker)
+
+        def timed(label: str, fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+            def run() -> dict[str, Any]:
+                with torch_threads(runs[label][0].threads):  # NMS on as many threads as the detector
+                    return fn()
+            return run
+
+        variants = []
+        for label, st in (("1", s_one), ("default", s)):
+            det, worker = runs[label]
+            variants += [(f"detector_only_threads_{label}", timed(label, lambda det=det: run_detector_only(det, frames))),
+                         (f"end_to_end_threads_{label}",
+                          timed(label, lambda st=st, worker=worker: run_end_to_end(st, worker, path, stride)))]
+        best = fastest_of(variants, rounds, stride, info.fps)
+        default_threads = runs["default"][0].threads
+        return {
+            "clip": {"path": path.name, "frames": info.frame_count, "frame_stride": stride},
+            "detector": {**detector_record(runs["default"][0]), "threads": {"default": default_threads, "one": 1},
+                         "precision_threads_1": detector_precision(runs["1"][0])},
+            "motion_gating": False,
+            **best,
+            "detector_only_default_vs_1_thread": ratio(best["detector_only_threads_default"]["fps"],
+                                                       best["detector_only_threads_1"]["fps"]),
+            "end_to_end_default_vs_1_thread": ratio(best["end_to_end_threads_default"]["fps"],
+                                                    best["end_to_end_threads_1"]["fps"]),
+            "overlap_threads_1": ratio(best["end_to_end_threads_1"]["fps"], best["detector_only_threads_1"]["fps"]),
+            "overlap_threads_default": ratio(best["end_to_end_threads_default"]["fps"],
+                                             best["detector_only_threads_default"]["fps"]),
+        }
