@@ -1,7 +1,9 @@
 """Per-snapshot latency of each main-model format, side by side on this machine:
 ``python -m video_analysis.bench.main_formats [--runs N]`` (JSON on stdout).
 
-The built-in CVITX bundle (the demo main.pt), an ultralytics classify checkpoint as ``.pt`` and
+The built-in CVITX bundle (the demo main.pt) in PyTorch and in OpenVINO (its cached ONNX export,
+``main_runtime=openvino``: the worker's default on CPU; OpenVINO's own precision, bfloat16 where
+the CPU has AMX / AVX-512 BF16), an ultralytics classify checkpoint as ``.pt`` and
 as its ``.onnx`` export (yolov8n-cls at 224, ``Type|Make|Model`` names), and a team's own
 three-head network (a ResNet-18 backbone at 224 with Type/Make/Model heads, random weights: the
 figures are about cost, not accuracy) as ONNX in OpenVINO and in ONNX Runtime, ``torch.export``
@@ -70,7 +72,8 @@ def build(d: Path) -> dict[str, Path]:
     from ultralytics import YOLO
     from ultralytics.nn.tasks import ClassificationModel
 
-    out = {"cvitx bundle (demo main.pt)": PACKAGE_DIR / "main_worker" / "bundle" / "demo" / "main.pt"}
+    main = PACKAGE_DIR / "main_worker" / "bundle" / "demo" / "main.pt"
+    out = {"cvitx bundle (demo main.pt, PyTorch)": main, "cvitx bundle (demo main.pt, OpenVINO)": main}
     cls = ClassificationModel("yolov8n-cls.yaml", nc=len(LEAVES), verbose=False)
     cls.names = dict(enumerate(LEAVES))
     cls.args = {"task": "classify", "imgsz": SIZE}
@@ -94,7 +97,7 @@ def build(d: Path) -> dict[str, Path]:
     return out
 
 
-def _load(name: str, path: Path) -> Any:
+def _load(name: str, path: Path, cache_dir: Path) -> Any:
     from ..main_worker.formats.card import CardModel, load_card
     from ..main_worker.formats.onnx import OrtRunner
     from ..main_worker.model import load_bundle, startup_check
@@ -103,6 +106,8 @@ def _load(name: str, path: Path) -> Any:
         model = CardModel(path, load_card(path), OrtRunner(path), "onnx")
         startup_check(model)
         return model
+    if name.startswith("cvitx bundle") and "OpenVINO" in name:  # exported into this run's own cache
+        return load_bundle(path, runtime="openvino", cache_dir=cache_dir)
     return load_bundle(path)
 
 
@@ -118,7 +123,7 @@ def bench_formats(runs: int = 20) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cvitx-bench-formats-") as tmp:
         for name, path in build(Path(tmp)).items():
             log(f"main-model formats: {name}")
-            m = _load(name, path)
+            m = _load(name, path, Path(tmp) / "cache")
             rows[name] = {"format": getattr(m, "format_name", "?"), "runtime": getattr(m, "runtime", "?"),
                           "precision": getattr(m, "precision", "?"), "input_size": getattr(m, "input_size", None),
                           "ms_per_snapshot_batch1": round(median_ms(lambda: m.predict(one), runs), 2),

@@ -5,7 +5,8 @@ it; nothing is unpickled to find out):
 
 * a ``.pt`` written by ``torch.save`` whose pickle references only tensors: loaded with
   ``torch.load(weights_only=True)``; a CVITX bundle (``cvitx-main-bundle/1``,
-  formats/bundle.py) loads, a bare state_dict is refused with the export commands to use;
+  formats/bundle.py) loads (and with ``runtime="openvino"`` runs from a cached ONNX export,
+  formats/bundle_export.py), a bare state_dict is refused with the export commands to use;
 * a ``.pt`` whose pickle references ultralytics' network classes: an ultralytics classify
   checkpoint with ``Type|Make|Model`` names (formats/ultralytics_cls.py), loaded the way
   ultralytics loads it only after every reference was checked to be a tensor or an nn.Module
@@ -27,7 +28,7 @@ import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -111,9 +112,16 @@ def _bundle(data: dict, path: Path) -> Bundle:
                           "main-model bundle format") from None
 
 
-def load_bundle(path: str | Path, *, check: bool = True) -> Any:
+def load_bundle(path: str | Path, *, check: bool = True, runtime: str = "torch", cache_dir: Optional[Path] = None,
+                ov_config: Optional[dict[str, str]] = None) -> Any:
     """Load a main-model file in whichever format it is (see the module docstring) and, with
-    ``check``, run :func:`startup_check` on it; BundleError says what is wrong and how to fix it."""
+    ``check``, run :func:`startup_check` on it; BundleError says what is wrong and how to fix it.
+
+    ``runtime`` (``"torch"`` or ``"openvino"``, resolved from ``main_runtime`` by
+    formats/bundle_export.py's ``choose_runtime``) applies to a CVITX bundle only: ``openvino``
+    runs its network from an ONNX export cached in ``cache_dir`` (PyTorch, with one warning,
+    where that fails); ``ov_config`` adds OpenVINO compile properties (tests force f32 with it).
+    Every other format runs as it is."""
     from .formats.card import CardModel, card_path, load_card
     from .formats.onnx import is_ultralytics_classify, onnx_metadata
 
@@ -126,6 +134,10 @@ def load_bundle(path: str | Path, *, check: bool = True) -> Any:
         raise BundleError(f"{path}: cannot be read as a model file ({one_line(exc)}); is it damaged?") from None
     if found.kind == "torch_pickle":
         model = _load_pickle(path, found)
+        if isinstance(model, Bundle):
+            from .formats.bundle_export import with_runtime
+
+            model = with_runtime(model, runtime, cache_dir, ov_config)
     elif found.kind == "onnx" and not card_path(path).is_file() and is_ultralytics_classify(onnx_metadata(path)):
         model = _ultralytics(path)  # an ultralytics classify export: its names are its card
     elif found.kind in CARD_FORMATS:

@@ -40,19 +40,35 @@ def hierarchy_of(bundle: Classifier) -> Hierarchy:
                            bundle.hierarchy.get("make_type", {}), bundle.hierarchy.get("model_make", {}))
 
 
+def bundle_runtime(settings: Settings) -> str:
+    """``"torch"`` or ``"openvino"``: where a CVITX bundle runs under ``settings.main_runtime``
+    (``auto`` = OpenVINO on a CPU host with the openvino package, PyTorch on CUDA)."""
+    from ..worker_utils.runtimes import openvino_available
+    from .formats.bundle_export import choose_runtime
+
+    cuda = settings.device.startswith("cuda")
+    if settings.device == "auto" and settings.main_runtime == "auto":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return choose_runtime(settings.main_runtime, cuda, openvino_available())
+
+
 def load_variants(settings: Settings) -> dict[str, Classifier]:
-    """single: {'baseline': main}; compare: {'baseline': main, 'cmt': cmt}. Missing files fail start-up."""
+    """single: {'baseline': main}; compare: {'baseline': main, 'cmt': cmt}. Missing files fail start-up.
+    A CVITX bundle runs where :func:`bundle_runtime` says, its export cached beside the detector's."""
     from .model import load_bundle
 
     paths = {"baseline": settings.main_model_path}
     if settings.main_mode == "compare":
         paths["cmt"] = settings.cmt_model_path
     out: dict[str, Classifier] = {}
+    runtime = bundle_runtime(settings)
     for name, p in paths.items():
         path = settings.resolve_path(p)
         if not path.exists():
             raise ValidationFailed(f"main model bundle {path} ({name}) does not exist; set "
                                    f"{'CVITX_MAIN_MODEL_PATH' if name == 'baseline' else 'CVITX_CMT_MODEL_PATH'}",
                                    code="model_config")
-        out[name] = load_bundle(path)
+        out[name] = load_bundle(path, runtime=runtime, cache_dir=settings.detector_cache_path())
     return out

@@ -6,6 +6,8 @@ snapshots (the ``Classifier`` protocol of main_worker/worker.py), plus ``describ
 check-model and the start-up log line say about it.
 
 * :mod:`.bundle`: the CVITX bundle (TinyNet weights, ``torch.load(weights_only=True)``);
+* :mod:`.bundle_export`: the same bundle run by OpenVINO from a cached ONNX export
+  (``main_runtime``; the default on CPU);
 * :mod:`.ultralytics_cls`: an ultralytics classify checkpoint with ``Type|Make|Model`` names;
 * :mod:`.card`: the model card (``cvitx-model-card/1``) and the classifier built on it, which
   runs one of the runners of :mod:`.onnx`, :mod:`.openvino_ir`, :mod:`.torch_export` and

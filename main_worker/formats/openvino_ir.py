@@ -20,9 +20,13 @@ def _name(port: object, i: int) -> Optional[str]:
 
 
 class OpenVinoRunner:
+    """An IR or ONNX file compiled for the CPU; ``run(x)`` takes ``N x 3 x S x S`` float32 and
+    returns ``[(output name or None, N x C array)]``.  ``config`` adds compile properties to the
+    latency hint (e.g. ``{"INFERENCE_PRECISION_HINT": "f32"}`` to refuse bfloat16)."""
+
     runtime = "openvino (CPU)"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, config: Optional[dict[str, str]] = None):
         try:
             import openvino as ov
 
@@ -30,7 +34,8 @@ class OpenVinoRunner:
                 raise BundleError(f"{path}: its weights {path.with_suffix('.bin').name} are missing beside it; "
                                   "copy the .bin that ov.save_model wrote with the .xml")
             core = ov.Core()
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+            compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                          {"PERFORMANCE_HINT": "LATENCY", **(config or {})})
         except BundleError:
             raise
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file
