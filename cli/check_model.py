@@ -46,8 +46,13 @@ def guess_kind(path: Path) -> str:
 
 def main_model_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.model import load_bundle, summary
+    from ..main_worker.variants import bundle_runtime
+    from ..worker_config import get_settings
 
-    s = summary(load_bundle(path), latency_runs=runs)  # load_bundle runs the worker's start-up check
+    settings = get_settings()
+    # the runtime the main_worker would run it in (a CVITX bundle: OpenVINO on CPU, main_runtime)
+    model = load_bundle(path, runtime=bundle_runtime(settings), cache_dir=settings.detector_cache_path())
+    s = summary(model, latency_runs=runs)  # load_bundle runs the worker's start-up check
     heads = ", ".join(f"{h} {n}" for h, n in s["heads"].items())
     return [f"kind        main model ({s['model_name']} {s['version']})",
             f"format      {s['format']}",

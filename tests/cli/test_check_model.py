@@ -37,7 +37,8 @@ def own_onnx(tmp_path_factory) -> Path:
 def test_the_demo_main_bundle(capsys):
     rc, out, _ = check(capsys, MAIN_BUNDLE)
     assert rc == 0 and out.endswith("ok: the main_worker can run it\n")
-    assert "format      cvitx-bundle" in out and "runtime     torch, precision f32" in out
+    # the runtime the main_worker runs it in: OpenVINO on CPU (main_runtime auto), its precision the CPU's
+    assert "format      cvitx-bundle" in out and "runtime     openvino (CPU), precision " in out
     assert "heads       type 8, make 24, model 48, color_base 10, finish 3, lightness 2" in out
     assert "input       128 x 128" in out and "hierarchy   48 type/make/model paths" in out
     assert "ms median per snapshot (2 runs, batch 1) on " in out
