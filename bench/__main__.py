@@ -1,6 +1,6 @@
 """``python -m video_analysis.bench`` (``make bench``): the performance figures, as JSON on stdout.
 
-    python -m video_analysis.bench                 # a-e on the default clips (about 3-5 min on 2 cores)
+    python -m video_analysis.bench                 # a-e, the static-camera case and threads (about 7-9 min on 2 cores)
     python -m video_analysis.bench yolo main       # a+b, c only
     python -m video_analysis.bench --quick         # short clips: a smoke run in a few minutes
     CVITX_DETECTOR_PATH=...  (with CVITX_ENV_OVERRIDES=1)  your own weights
