@@ -132,6 +132,13 @@ class Detector:
         self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
         self.cache_dir = settings.detector_cache_path()
         self.threads = settings.detector_threads or rt.default_threads()  # every usable core (at most 8)
+        # detector_precision: OpenVINO's float precision, or its INT8 export (int8; auto where it pays).
+        self.precision = settings.detector_precision
+        self.calibration_dir = (settings.resolve_path(settings.detector_calibration_dir)
+                                if settings.detector_calibration_dir else None)
+        precision_warning = rt.precision_warning(self.precision, self.runtime)
+        if precision_warning:  # once per detector, not per input size
+            log.warning(precision_warning, extra={"weights": str(path), "runtime": self.runtime})
         self._digest: str | None = None
         self._exported: OrderedDict[tuple[int, int], rt.OnnxModel] = OrderedDict()
         mapped, ignored = class_mapping(self.names, self.lookup)
@@ -162,7 +169,8 @@ class Detector:
         try:
             if self._digest is None:
                 self._digest = rt.weights_digest(self.path)
-            model = rt.load_exported(self.runtime, self.path, size, self.cache_dir, self._digest, self.threads)
+            model = rt.load_exported(self.runtime, self.path, size, self.cache_dir, self._digest, self.threads,
+                                     self.precision, self.calibration_dir, (width, height))
         except Exception as exc:  # noqa: BLE001 - any export/load failure: PyTorch still works
             reason = str(exc) if isinstance(exc, rt.ExportFailed) else f"{type(exc).__name__}: {exc}"
             log.warning(f"detector runtime {self.runtime} unavailable, running PyTorch instead: {reason}",

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -80,11 +81,44 @@ def weights_digest(path: str | Path, length: int = 12) -> str:
     return h.hexdigest()[:length]
 
 
+CACHE_SUFFIXES = {
+    "onnx": ".onnx",            # the float export every runtime starts from
+    "int8": "-int8.xml",        # the NNCF INT8 model (OpenVINO IR; its weights in the .bin beside it)
+    "int8-bin": "-int8.bin",
+    "int8-json": "-int8.json",  # how it was made, and the auto precision decision (quantize.py)
+}
+
+
 def cache_name(stem: str, digest: str, size: Sequence[int], runtime: str = "onnx") -> str:
-    """``<stem>-<digest>-<h>x<w>.onnx``: the exported file for these weights and input size."""
+    """``<stem>-<digest>-<h>x<w><suffix>``: the cached file of kind ``runtime`` (a key of
+    :data:`CACHE_SUFFIXES`: ``onnx`` -> ``.onnx``, ``int8`` -> ``-int8.xml`` ...) for these weights
+    (``digest``: :func:`weights_digest`) and input ``size`` (h, w)."""
     h, w = (int(v) for v in size)
-    suffix = {"onnx": ".onnx"}[runtime]
+    suffix = CACHE_SUFFIXES[runtime]
     return f"{stem}-{digest}-{h}x{w}{suffix}"
+
+
+PRECISIONS = ("auto", "f32", "f16", "bf16", "int8")
+# OpenVINO's CPU OPTIMIZATION_CAPABILITIES entry each forced float precision needs.
+_CAPABILITY = {"f32": "FP32", "f16": "FP16", "bf16": "BF16"}
+
+
+def float_precision_hint(requested: str, capabilities: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
+    """``(INFERENCE_PRECISION_HINT to set or None, warning or None)`` for a requested float
+    precision on a CPU with OpenVINO's ``capabilities`` (e.g. ``["FP32", "BF16", "INT8"]``).
+
+    ``auto`` and ``int8`` set no hint: OpenVINO's own choice (bfloat16 with AMX/AVX-512 BF16,
+    float32 elsewhere; int8's unquantised layers too).  ``f16``/``bf16`` on a CPU without them
+    set none either and say so once: OpenVINO would otherwise emulate or refuse them."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown detector precision {requested!r}; use one of {', '.join(PRECISIONS)}")
+    if requested in ("auto", "int8"):
+        return None, None
+    if _CAPABILITY[requested] not in capabilities:
+        return None, (f"detector_precision={requested} is not supported by this CPU (OpenVINO offers "
+                      f"{', '.join(c for c in capabilities if c in _CAPABILITY.values()) or 'none'}); "
+                      "running OpenVINO's default precision instead")
+    return requested, None
 
 
 def usable_cores() -> int:
@@ -144,15 +178,39 @@ def export_onnx(weights: str | Path, size: Sequence[int], cache_dir: str | Path,
 
 
 # --- run -----------------------------------------------------------------------------------
+def letterboxer(size: Sequence[int]):
+    """ultralytics' ``LetterBox`` to the static input ``size`` (h, w), as its predictor builds it."""
+    ultralytics_offline()
+    from ultralytics.data.augment import LetterBox
+
+    return LetterBox((int(size[0]), int(size[1])), auto=False, stride=STRIDE)
+
+
+def to_input(letterbox, frame: np.ndarray) -> np.ndarray:
+    """One BGR ``H x W x 3`` uint8 frame -> the network's ``1 x 3 x h x w`` float32 RGB in [0, 1],
+    letterboxed by ``letterbox`` (:func:`letterboxer`): what every exported model is fed, and
+    what the INT8 export is calibrated on."""
+    im = letterbox(image=frame)
+    x = np.ascontiguousarray(im[None, :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    x /= 255.0
+    return x
+
+
 class OnnxModel:
     """One exported detector at one input size: ``predict(frame)`` -> ``D x 6`` in the weights'
     own class ids (the caller maps them onto the taxonomy)."""
 
-    def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None):
+    precision = "f32"  # what the runtime computes in (OpenVINO may run bfloat16, INT8): log lines, bench
+
+    def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None,
+                 hint: Optional[str] = None):
+        """``hint``: OpenVINO's INFERENCE_PRECISION_HINT (``f32``/``f16``/``bf16``), None = its default;
+        ONNX Runtime ignores it (it runs float32)."""
         import torch
 
-        self.path, self.size = Path(path), (int(size[0]), int(size[1]))
+        self.path, self.size, self.hint = Path(path), (int(size[0]), int(size[1])), hint
         threads = threads or default_threads()
+        self.threads = threads
         # NMS stays in torch: give it the same thread count, as ultralytics does for a .pt on CPU
         # (torch's default, all cores, fights the session and the decoder: 8x slower NMS here).
         torch.set_num_threads(threads)
@@ -160,10 +218,7 @@ class OnnxModel:
         if list(shape) != [1, 3, *self.size]:
             raise ExportFailed(f"{self.path.name} takes input {list(shape)}, expected [1, 3, {self.size[0]}, "
                                f"{self.size[1]}]")
-        ultralytics_offline()
-        from ultralytics.data.augment import LetterBox
-
-        self.letterbox = LetterBox(self.size, auto=False, stride=STRIDE)
+        self.letterbox = letterboxer(self.size)
 
     def _load(self, threads: int) -> list:
         """Load the network from ``self.path``; returns its input shape."""
@@ -180,6 +235,7 @@ class OnnxModel:
             raise ExportFailed(f"ONNX Runtime cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        self.output_shape = list(self.session.get_outputs()[0].shape)
         return list(inp.shape)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
@@ -189,39 +245,56 @@ class OnnxModel:
     def predict(self, frame: np.ndarray, conf: float, iou: float, classes: Optional[list[int]],
                 max_det: int = 300) -> np.ndarray:
         """Detections for one BGR frame, as ultralytics' predictor computes them for a ``.pt``."""
-        import torch
         from ultralytics.utils import ops
-        from ultralytics.utils.nms import non_max_suppression
 
-        im = self.letterbox(image=frame)
-        x = np.ascontiguousarray(im[None, :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
-        x /= 255.0
-        pred = self._infer(x)
-        det = non_max_suppression(torch.from_numpy(pred), conf, iou, classes, True, max_det=max_det)[0]
+        x = to_input(self.letterbox, frame)
+        det = self._nms(self._infer(x), conf, iou, classes, max_det)
         if len(det):
             det[:, :4] = ops.scale_boxes(x.shape[2:], det[:, :4], frame.shape)
         return det[:, :6].numpy().astype(np.float32).reshape(-1, 6)
+
+    def detect_input(self, x: np.ndarray, conf: float, iou: float, classes: Optional[list[int]] = None,
+                     max_det: int = 300) -> np.ndarray:
+        """``D x 6`` detections for one network input (:func:`to_input`), boxes in input pixels:
+        what the INT8 parity check compares."""
+        return self._nms(self._infer(x), conf, iou, classes, max_det)[:, :6].numpy().astype(np.float32).reshape(-1, 6)
+
+    @staticmethod
+    def _nms(pred: np.ndarray, conf: float, iou: float, classes: Optional[list[int]], max_det: int):
+        """ultralytics' NMS as the detector runs it (class-agnostic; see detector.py)."""
+        import torch
+        from ultralytics.utils.nms import non_max_suppression
+
+        return non_max_suppression(torch.from_numpy(pred), conf, iou, classes, True, max_det=max_det)[0]
+
+    @property
+    def classes(self) -> int:
+        """The network's class count (its head outputs 4 box values + one score per class)."""
+        return int(self.output_shape[1]) - 4
 
 
 class OpenVinoModel(OnnxModel):
     """The same ONNX export, compiled by OpenVINO for the CPU (same pre- and post-processing).
 
-    OpenVINO picks the CPU's fastest precision by itself: bfloat16 on CPUs with AVX-512 BF16 or
-    AMX (3-4x faster than float32 there: 13 vs 37 ms for yolov8n at 384x640 on one core of this
-    machine's Xeon), float32 elsewhere.  ``precision`` records which; the parity test holds
-    either way."""
+    Without a ``hint`` OpenVINO picks the CPU's fastest precision by itself: bfloat16 on CPUs with
+    AVX-512 BF16 or AMX (3-4x faster than float32 there: 13 vs 37 ms for yolov8n at 384x640 on one
+    core of this machine's Xeon), float32 elsewhere; ``hint`` forces one (``detector_precision``).
+    ``precision`` records what the compiled model runs; the parity test holds either way.  The
+    same class runs the INT8 export (an OpenVINO ``.xml``; quantize.py sets ``precision`` to int8)."""
 
     def _load(self, threads: int) -> list:
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        if self.hint:
+            config["INFERENCE_PRECISION_HINT"] = self.hint
         try:
-            import openvino as ov
-
+            ov = import_openvino()
             core = ov.Core()
-            compiled = core.compile_model(core.read_model(str(self.path)), "CPU",
-                                          {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+            compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file
             raise ExportFailed(f"OpenVINO cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
         self.precision = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.request = compiled.create_infer_request()
+        self.output_shape = list(compiled.outputs[0].get_partial_shape().to_shape())
         return list(compiled.inputs[0].get_partial_shape().to_shape())
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
@@ -232,19 +305,111 @@ RUNTIMES = {"onnx": OnnxModel, "openvino": OpenVinoModel}
 
 
 def load_exported(runtime: str, weights: str | Path, size: Sequence[int], cache_dir: str | Path,
-                  digest: Optional[str] = None, threads: Optional[int] = None) -> OnnxModel:
+                  digest: Optional[str] = None, threads: Optional[int] = None, precision: str = "auto",
+                  calibration_dir: Optional[str | Path] = None,
+                  frame_size: Optional[Sequence[int]] = None) -> OnnxModel:
     """Export (once per host) and load ``weights`` for ``runtime`` at input ``size``.
 
     A cached file that does not load (damaged by hand, a foreign file under the same name) is
-    exported again once; every other failure is :class:`ExportFailed` with the reason."""
+    exported again once; every other failure is :class:`ExportFailed` with the reason.
+    ``precision`` (``detector_precision``) applies to OpenVINO only: a float hint, or the INT8
+    export (``int8``, or ``auto`` where it pays; quantize.py) calibrated on ``calibration_dir`` or
+    on generated frames of ``frame_size`` (W, H)."""
     if runtime not in RUNTIMES:
         raise ExportFailed(f"no exporter for runtime {runtime!r}")
     if runtime == "openvino" and not openvino_available():
         raise ExportFailed("the openvino package is not installed (pip install -r requirements.txt)")
     cls = RUNTIMES[runtime]
+    hint = float_precision_hint(precision, cpu_capabilities())[0] if runtime == "openvino" else None
+    digest = digest or weights_digest(weights)
     path = export_onnx(weights, size, cache_dir, digest)
     try:
-        return cls(path, size, threads)
+        model = cls(path, size, threads, hint)
     except ExportFailed:
         path.unlink(missing_ok=True)
-        return cls(export_onnx(weights, size, cache_dir, digest), size, threads)
+        model = cls(export_onnx(weights, size, cache_dir, digest), size, threads, hint)
+    if runtime == "openvino" and precision in ("int8", "auto"):
+        from . import quantize
+
+        model = quantize.select(model, precision, Path(weights), digest, size, Path(cache_dir), calibration_dir,
+                                frame_size)
+    return model
+
+
+# --- OpenVINO, offline ------------------------------------------------------------------------------
+_TELEMETRY_DECLINED = False
+
+
+def import_openvino():
+    """``import openvino`` with its telemetry declined; returns the module.
+
+    ``import openvino`` itself starts openvino-telemetry (Google Analytics): with no consent file
+    under ``~/intel`` it counts as consent, writes a client id there and sends an "import" event
+    from a forked child process (so a socket guard in the parent never sees it).  The package's
+    switches are a consent file (``opt_in_out --opt_out``, per user and host) or a CI environment.
+    Here its one instance (a singleton that openvino and NNCF share) is created first, declined
+    (``CI=true`` for that one call only, so nothing is written), and kept declined: openvino's tools
+    re-initialise it under their own name (``convert_model``), which would ask again."""
+    global _TELEMETRY_DECLINED
+    if not _TELEMETRY_DECLINED:
+        try:
+            import openvino_telemetry
+        except ImportError:  # openvino without telemetry: nothing to decline
+            openvino_telemetry = None
+        if openvino_telemetry is not None:
+            saved = os.environ.get("CI")
+            os.environ["CI"] = "true"  # its disable_in_ci check: declined, no consent dialog, no files
+            try:  # (already created by an earlier import elsewhere: that instance, declined from now on)
+                t = openvino_telemetry.Telemetry(app_name="OpenVINO", app_version="declined", tid="declined",
+                                                 backend="ga4", enable_opt_in_dialog=False, disable_in_ci=True)
+            finally:
+                if saved is None:
+                    del os.environ["CI"]
+                else:
+                    os.environ["CI"] = saved
+            t.consent = False
+            t.init = lambda *_a, **_k: None  # a re-initialisation would find no consent file and send
+        _TELEMETRY_DECLINED = True
+    import openvino
+
+    return openvino
+
+
+# --- the CPU ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def cpu_capabilities() -> tuple[str, ...]:
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``FP32``, ``BF16``, ``FP16``, ``INT8`` ...);
+    empty without the openvino package."""
+    if not openvino_available():
+        return ()
+    ov = import_openvino()
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def precision_warning(requested: str, runtime: str) -> Optional[str]:
+    """The one warning a detector gives for ``detector_precision=requested`` on ``runtime``
+    (``openvino``, ``onnx``, ``torch``, ``native``), or None: the precision applies to OpenVINO only,
+    and f16/bf16 only where the CPU has them."""
+    if requested in ("auto", "f32"):
+        return None
+    if runtime != "openvino":
+        return (f"detector_precision={requested} applies to the OpenVINO runtime only; the {runtime} runtime "
+                "runs its own precision (float32 on CPU): set detector_runtime=openvino (or auto) to use it")
+    return float_precision_hint(requested, cpu_capabilities())[1]
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; OpenVINO's name for it elsewhere): every figure names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if openvino_available():
+        ov = import_openvino()
+        return str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
+    import platform
+
+    return platform.processor() or "unknown CPU"
