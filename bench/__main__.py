@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
 from ..worker_utils.offline import ultralytics_offline
-from .common import WORK, emit, log, machine
+from .common import ISA_CAP_VAR, WORK, emit, log, machine
 
 TARGETS = {  # figure -> (comparison, target), from the performance issues (5, 18)
     "a_end_to_end_vs_detector_only": (">=", 0.90),  # motion gating off: the detector on every frame
@@ -62,14 +63,29 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     ap.add_argument("--runtime", help="detector runtime for a/b (default: the configured one)")
     ap.add_argument("--imgsz", type=int, help="detector input size for a/b (default: the weights' own, and 640)")
     ap.add_argument("--no-plate", action="store_true", help="c with plate OCR off only (by default c runs with it on and, side by side, off)")
+    ap.add_argument("--isa", choices=["avx2"], help="run as on a CPU with AVX2 only (no AVX-512, VNNI or bfloat16): "
+                    f"the benchmark re-runs itself with {ISA_CAP_VAR}=AVX2, which caps oneDNN's kernels; "
+                    "the CPU line says so")
     ap.add_argument("--out", default=str(WORK / "results.json"), help="also write the JSON here")
     args = ap.parse_args(argv)
     chosen = [args.groups] if isinstance(args.groups, str) else args.groups  # the default is the string "all"
     return args, ({"yolo", "main", "long", "formats"} if "all" in chosen else set(chosen))
 
 
+def isa_capped_env(isa: str | None, environ: dict[str, str]) -> dict[str, str] | None:
+    """The environment to re-run the benchmark in for ``--isa`` (pure), or None when this process
+    already runs under that cap (or none was asked for).  oneDNN reads the cap once, at load."""
+    if not isa or environ.get(ISA_CAP_VAR, "").upper() == isa.upper():
+        return None
+    return {**environ, ISA_CAP_VAR: isa.upper()}
+
+
 def main(argv: list[str] | None = None) -> int:
     args, groups = parse_args(argv)
+    env = isa_capped_env(args.isa, dict(os.environ))
+    if env is not None:
+        argv = sys.argv[1:] if argv is None else argv
+        os.execve(sys.executable, [sys.executable, "-m", "video_analysis.bench", *argv], env)
     ultralytics_offline()
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     log(f"CPU: {results['machine']['cpu_line']}")  # every figure below is this CPU's

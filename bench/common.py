@@ -127,6 +127,9 @@ def isa_class(isa: list[str]) -> str:
     return "older"
 
 
+ISA_CAP_VAR = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own switch; OpenVINO's CPU plugin honours it (bf16 -> f32 under AVX2)
+
+
 def cpu_info() -> dict[str, Any]:
     """:func:`parse_cpuinfo` of this machine, and the cores this process may use."""
     try:
@@ -134,6 +137,9 @@ def cpu_info() -> dict[str, Any]:
     except OSError:  # not Linux
         info = {"cpu": None, "cpu_id": None, "isa": [], "isa_class": "unknown"}
     info["cpu"] = info["cpu"] or platform.processor() or "unknown"
+    # `bench --isa avx2` caps the instruction set oneDNN (OpenVINO's and torch's kernels) may use,
+    # to measure a CPU without AVX-512, VNNI or bfloat16 on one that has them (read, not set, here).
+    info["isa_cap"] = os.environ.get(ISA_CAP_VAR) or None
     try:
         info["usable_cores"] = len(os.sched_getaffinity(0))  # a cpuset or CPUAffinity= counts, not the host
     except (AttributeError, OSError):
@@ -144,7 +150,8 @@ def cpu_info() -> dict[str, Any]:
 def cpu_line(info: dict[str, Any]) -> str:
     """One line naming the CPU, for the log and beside every figure, e.g.
     ``Intel Xeon ... | 2 usable cores | amx: avx2 avx512f ... amx_int8``."""
-    return f"{info['cpu']} | {info['usable_cores']} usable cores | {info['isa_class']}: {' '.join(info['isa']) or '-'}"
+    line = f"{info['cpu']} | {info['usable_cores']} usable cores | {info['isa_class']}: {' '.join(info['isa']) or '-'}"
+    return line + (f" | kernels capped at {info['isa_cap']} ({ISA_CAP_VAR})" if info.get("isa_cap") else "")
 
 
 def machine() -> dict[str, Any]:

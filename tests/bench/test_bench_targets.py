@@ -48,3 +48,17 @@ def test_unknown_group_is_refused():
 
     with pytest.raises(SystemExit):
         parse_args(["everything"])
+
+
+@pytest.mark.parametrize("isa,environ,expected", [
+    (None, {}, None),                                            # no cap asked for
+    ("avx2", {}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),                # re-run under the cap
+    ("avx2", {"PATH": "/bin"}, {"PATH": "/bin", "ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    ("avx2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, None),              # already under it: no second re-run
+    ("avx2", {"ONEDNN_MAX_CPU_ISA": "avx2"}, None),
+    ("avx2", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+])
+def test_isa_cap_environment(isa, environ, expected):
+    from video_analysis.bench.__main__ import isa_capped_env
+
+    assert isa_capped_env(isa, environ) == expected
