@@ -70,7 +70,7 @@ import numpy as np
 
 from . import detector_runtime as rt
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("video_analysis.yolo_worker.quantize")  # also when run with -m
 
 SUBSET_SIZE = 128        # calibration frames (NNCF's default is 300; see the module docstring)
 HELD_OUT = 24            # frames never calibrated on: the parity check and the timing
@@ -689,5 +689,7 @@ def main(argv: Optional[Sequence[str]] = None, out: Callable[[str], None] = prin
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through main() in the tests
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from ..worker_utils.logs import setup_logging
+
+    setup_logging("INFO", sys.stderr)  # the workers' JSON lines on stderr; the result on stdout
     sys.exit(main())
