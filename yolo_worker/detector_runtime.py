@@ -12,7 +12,10 @@ the adapters (export, load, run).
   or a new size give a new file, unchanged ones are exported once per host.  The export runs in
   a private temporary directory inside the cache directory (ultralytics writes its output beside
   the weights, which under systemd's ProtectSystem=strict is read-only) and is renamed into place
-  atomically, so workers racing on one host converge on one complete file.
+  atomically, so workers racing on one host converge on one complete file.  The INT8 export
+  (``detector_precision`` int8/auto, quantize.py) sits beside it as ``...-<h>x<w>-int8.xml/.bin/.json``.
+* **Precision.**  OpenVINO only: ``f32``/``f16``/``bf16`` set its INFERENCE_PRECISION_HINT (where the
+  CPU has it, :func:`float_precision_hint`), ``auto`` leaves its own choice unless the INT8 export pays.
 * **Running.**  Letterbox, NMS and box scaling are ultralytics' own functions with the arguments
   its predictor uses; only the network runs in OpenVINO (bfloat16 where the CPU has it, see
   :class:`OpenVinoModel`) or ONNX Runtime (own session: thread count set, spinning off, which on a
