@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..worker_utils.imaging import DEFAULT_PAD_VALUE
+from ..worker_utils.offline import import_openvino
 from ..worker_utils.runtimes import openvino_available, precision_name
 from ..worker_utils.vocab import is_valid_plate, normalize_plate
 
@@ -119,7 +120,7 @@ class OpenVinoOcr:
     ``streams`` in flight at once."""
 
     def __init__(self, det_path: str, rec_path: str, det_mean: Sequence[float], det_std: Sequence[float]):
-        import openvino as ov
+        ov = import_openvino()  # its telemetry declined (worker_utils/offline.py)
 
         core = ov.Core()
         det = _with_uint8_input(core.read_model(det_path), det_mean, det_std)
@@ -137,7 +138,7 @@ class OpenVinoOcr:
     def detect_many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         if len(xs) < 2 or self.streams < 2:
             return [self.detect(x) for x in xs]
-        import openvino as ov
+        ov = import_openvino()  # its telemetry declined (worker_utils/offline.py)
 
         if self._queue is None:
             self._queue = ov.AsyncInferQueue(self._det_many, self.streams)
@@ -163,7 +164,7 @@ class OpenVinoOcr:
 def _with_uint8_input(model: Any, mean: Sequence[float], std: Sequence[float]) -> Any:
     """``model`` (input ``1 x 3 x H x W`` float32, normalised) taking ``1 x H x W x 3`` uint8
     instead: ``(x - 255 mean) / (255 std)`` per channel and the transpose are compiled in."""
-    import openvino as ov
+    ov = import_openvino()  # its telemetry declined (worker_utils/offline.py)
     from openvino.preprocess import PrePostProcessor
 
     ppp = PrePostProcessor(model)

@@ -6,6 +6,9 @@ none).  :func:`ultralytics_offline` sets ultralytics' own switches before its fi
 (YOLO_OFFLINE, YOLO_AUTOINSTALL=False, no analytics) and replaces its download helpers with
 ones that raise :class:`DownloadRefused` naming the file, so a missing local file is a clear
 error instead of a hang or a silent fetch.  Attempts are recorded for tests.
+
+OpenVINO likewise: :func:`import_openvino` is the one way the workers import it, with its
+Google Analytics telemetry declined before ``import openvino`` could send anything.
 """
 from __future__ import annotations
 
@@ -73,3 +76,42 @@ def ultralytics_offline_without_plot_fonts() -> ModuleType:
 
     data_utils.check_font = lambda *_a, **_k: None
     return module
+
+
+# --- OpenVINO ----------------------------------------------------------------------------------
+_TELEMETRY_DECLINED = False
+
+
+def import_openvino():
+    """``import openvino`` with its telemetry declined; returns the module.
+
+    ``import openvino`` itself starts openvino-telemetry (Google Analytics): with no consent file
+    under ``~/intel`` it counts as consent, writes a client id there and sends an "import" event
+    from a forked child process (so a socket guard in the parent never sees it).  The package's
+    switches are a consent file (``opt_in_out --opt_out``, per user and host) or a CI environment.
+    Here its one instance (a singleton that openvino and NNCF share) is created first, declined
+    (``CI=true`` for that one call only, so nothing is written), and kept declined: openvino's tools
+    re-initialise it under their own name (``convert_model``), which would ask again."""
+    global _TELEMETRY_DECLINED
+    if not _TELEMETRY_DECLINED:
+        try:
+            import openvino_telemetry
+        except ImportError:  # openvino without telemetry: nothing to decline
+            openvino_telemetry = None
+        if openvino_telemetry is not None:
+            saved = os.environ.get("CI")
+            os.environ["CI"] = "true"  # its disable_in_ci check: declined, no consent dialog, no files
+            try:  # (already created by an earlier import elsewhere: that instance, declined from now on)
+                t = openvino_telemetry.Telemetry(app_name="OpenVINO", app_version="declined", tid="declined",
+                                                 backend="ga4", enable_opt_in_dialog=False, disable_in_ci=True)
+            finally:
+                if saved is None:
+                    del os.environ["CI"]
+                else:
+                    os.environ["CI"] = saved
+            t.consent = False
+            t.init = lambda *_a, **_k: None  # a re-initialisation would find no consent file and send
+        _TELEMETRY_DECLINED = True
+    import openvino
+
+    return openvino

@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..worker_utils.offline import ultralytics_offline
+from ..worker_utils.offline import import_openvino, ultralytics_offline
 from ..worker_utils.runtimes import openvino_available, precision_name
 
 log = logging.getLogger(__name__)
@@ -214,10 +214,13 @@ class OnnxModel:
         self.path, self.size, self.hint = Path(path), (int(size[0]), int(size[1])), hint
         threads = threads or default_threads()
         self.threads = threads
-        # NMS stays in torch: give it the same thread count, as ultralytics does for a .pt on CPU
-        # (torch's default, all cores, fights the session and the decoder: 8x slower NMS here).
-        torch.set_num_threads(threads)
         shape = self._load(threads)
+        # NMS stays in torch, on one thread: a few hundred boxes take 0.2 ms.  With more, torch's
+        # OpenMP workers spin after each NMS and take the cores from the runtime's own threads and
+        # the decoder (torch's default, all cores: NMS 8x slower; at 2 threads beside OpenVINO's 2,
+        # detection on 2 cores ran at half speed).  Set once the model loaded: a runtime that
+        # failed to load falls back to PyTorch, which keeps torch's threads.
+        torch.set_num_threads(1)
         if list(shape) != [1, 3, *self.size]:
             raise ExportFailed(f"{self.path.name} takes input {list(shape)}, expected [1, 3, {self.size[0]}, "
                                f"{self.size[1]}]")
@@ -337,45 +340,6 @@ def load_exported(runtime: str, weights: str | Path, size: Sequence[int], cache_
         model = quantize.select(model, precision, Path(weights), digest, size, Path(cache_dir), calibration_dir,
                                 frame_size)
     return model
-
-
-# --- OpenVINO, offline ------------------------------------------------------------------------------
-_TELEMETRY_DECLINED = False
-
-
-def import_openvino():
-    """``import openvino`` with its telemetry declined; returns the module.
-
-    ``import openvino`` itself starts openvino-telemetry (Google Analytics): with no consent file
-    under ``~/intel`` it counts as consent, writes a client id there and sends an "import" event
-    from a forked child process (so a socket guard in the parent never sees it).  The package's
-    switches are a consent file (``opt_in_out --opt_out``, per user and host) or a CI environment.
-    Here its one instance (a singleton that openvino and NNCF share) is created first, declined
-    (``CI=true`` for that one call only, so nothing is written), and kept declined: openvino's tools
-    re-initialise it under their own name (``convert_model``), which would ask again."""
-    global _TELEMETRY_DECLINED
-    if not _TELEMETRY_DECLINED:
-        try:
-            import openvino_telemetry
-        except ImportError:  # openvino without telemetry: nothing to decline
-            openvino_telemetry = None
-        if openvino_telemetry is not None:
-            saved = os.environ.get("CI")
-            os.environ["CI"] = "true"  # its disable_in_ci check: declined, no consent dialog, no files
-            try:  # (already created by an earlier import elsewhere: that instance, declined from now on)
-                t = openvino_telemetry.Telemetry(app_name="OpenVINO", app_version="declined", tid="declined",
-                                                 backend="ga4", enable_opt_in_dialog=False, disable_in_ci=True)
-            finally:
-                if saved is None:
-                    del os.environ["CI"]
-                else:
-                    os.environ["CI"] = saved
-            t.consent = False
-            t.init = lambda *_a, **_k: None  # a re-initialisation would find no consent file and send
-        _TELEMETRY_DECLINED = True
-    import openvino
-
-    return openvino
 
 
 # --- the CPU ---------------------------------------------------------------------------------------

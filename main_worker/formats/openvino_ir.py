@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from ...worker_utils.offline import import_openvino
 from ...worker_utils.runtimes import precision_name
 from .common import BundleError, one_line, run_batched
 from .onnx import static_batch
@@ -28,7 +29,7 @@ class OpenVinoRunner:
 
     def __init__(self, path: Path, config: Optional[dict[str, str]] = None):
         try:
-            import openvino as ov
+            ov = import_openvino()  # its telemetry declined (worker_utils/offline.py)
 
             if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
                 raise BundleError(f"{path}: its weights {path.with_suffix('.bin').name} are missing beside it; "
