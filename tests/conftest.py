@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from video_analysis.worker_config import Settings, build_settings
+from video_analysis.worker_config import Settings, build_settings, get_settings
 from video_analysis.worker_utils.db import Database, apply_migrations
 from video_analysis.worker_utils.local_stack import LOCAL_AWS_ENV, stack_down, stack_up
 
@@ -25,6 +25,15 @@ _spec = importlib.util.spec_from_file_location("cvitx_netguard", NETGUARD / "sit
 netguard = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(netguard)
 _counter = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_settings():
+    """get_settings() is built once per process (a worker reads its environment at start); a test
+    that sets CVITX_* variables must not get the settings an earlier test in this process built."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,7 @@ def test_the_demo_detector_with_its_class_mapping(capsys, monkeypatch, caplog):
     rc, out, _ = check(capsys, DETECTOR)
     loaded = [r for r in caplog.records if r.getMessage() == "detector loaded"]  # the worker's start-up line
     assert len(loaded) == 1 and loaded[0].class_map[0] == "Car -> Car" and loaded[0].ignored_classes == 0
-    assert rc == 0 and "kind        detector (8 classes)" in out and "runtime     torch on cpu" in out
+    assert rc == 0 and "kind        detector (8 classes)" in out and "runtime     torch on cpu" in out, out
     assert "classes     Car -> Car, SUV -> SUV" in out and "ignored     0 classes" in out
     # the spec's deepsort.engine (the default) needs a GPU: reported as motion-only here
     from video_analysis.worker_config import get_settings
