@@ -41,6 +41,7 @@ from ..worker_utils.repository import list_analyses
 from ..worker_utils.sqs_queue import SqsQueues
 from ..worker_utils.submit import submit_video
 from ..yolo_worker.detector import Detector
+from ..yolo_worker.detector_runtime import usable_cores
 from ..yolo_worker.selection import TrackBook, make_candidate
 from ..yolo_worker.video import FrameReader, probe
 from .common import CARPARK_SEED, WORKSPACE, clip, local_stack, log, ratio
@@ -74,9 +75,9 @@ def detector_record(detector: Any) -> dict[str, Any]:
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` for the block.  Loading an exported detector sets
-    torch's (process-wide) thread count to the detector's for its NMS, so a 1-thread detector
-    loaded beside the default one must not leave every other variant on one thread."""
+    """torch's intra-op threads set to ``n`` for the block (None: left as it is).  Loading an
+    exported detector sets torch's (process-wide) thread count to 1 for its NMS, as the worker
+    runs it; the naive loop and a PyTorch detector must not inherit that."""
     import torch
 
     before = torch.get_num_threads()
@@ -88,6 +89,18 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def torch_runs(fn: Callable[[], dict[str, Any]], detector: Detector | None) -> Callable[[], dict[str, Any]]:
+    """``fn`` with torch's threads as the worker would have them: a PyTorch detector's
+    ``threads``; an exported one's NMS on 1 (what loading it set); None (the naive loop, plain
+    ultralytics) every usable core."""
+    n = usable_cores() if detector is None else (detector.threads if detector.runtime == "torch" else 1)
+
+    def run() -> dict[str, Any]:
+        with torch_threads(n):
+            return fn()
+    return run
+
+
 def run_end_to_end(settings, worker, path: Path, stride: int, gt=None) -> dict[str, Any]:
     """One PROCESS_VIDEO through the real handler; seconds from receive to done, frames
     detected/carried over, and (with ``gt``, the clip's ground truth) snapshot coverage."""
@@ -95,12 +108,12 @@ def run_end_to_end(settings, worker, path: Path, stride: int, gt=None) -> dict[s
                             frame_stride=stride)
     msg = SqsQueues(settings).receive(settings.video_queue, 1, wait_s=5)[0]
     ctx = HandlerContext(settings, threading.Event())
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     worker.handle(msg, ctx)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     SqsQueues(settings).delete(settings.video_queue, msg.receipt_handle)
     st = worker.last_stats
-    out = {"wall_s": wall, "frames": st.frames_processed, "snapshots": st.tracks_emitted,
+    out = {"wall_s": wall, "cpu_s": cpu, "frames": st.frames_processed, "snapshots": st.tracks_emitted,
            # PipelineStats gained these with motion gating; None from a pipeline without it
            "frames_detected": getattr(st, "frames_detected", None),
            "frames_carried": getattr(st, "frames_carried", None)}
@@ -120,10 +133,10 @@ def run_detector_only(detector: Detector, frames: list) -> dict[str, Any]:
 
     def loop() -> None:
         try:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for img in frames:
                 detector.detect(img)
-            out["wall_s"] = time.perf_counter() - t0
+            out["wall_s"], out["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
         except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
             out["error"] = exc
 
@@ -132,7 +145,7 @@ def run_detector_only(detector: Detector, frames: list) -> dict[str, Any]:
     t.join()
     if "error" in out:
         raise out["error"]
-    return {"wall_s": out["wall_s"], "frames": len(frames)}
+    return {"wall_s": out["wall_s"], "cpu_s": out["cpu_s"], "frames": len(frames)}
 
 
 def run_naive(settings, weights: Path, imgsz: int, path: Path, stride: int) -> dict[str, Any]:
@@ -182,6 +195,9 @@ def fastest_of(variants: list[tuple[str, Callable[[], dict[str, Any]]]], rounds:
             if name not in best or out["wall_s"] < best[name]["wall_s"]:
                 best[name] = out
     for v in best.values():
+        if "cpu_s" in v:  # this process's CPU time, every thread: cores_busy 2.0 = both of 2 cores
+            v["cpu_ms_per_frame"] = round(1000 * v["cpu_s"] / v["frames"], 2)
+            v["cores_busy"] = round(v.pop("cpu_s") / v["wall_s"], 2)
         v["ms_per_frame"] = round(1000 * v["wall_s"] / v["frames"], 2)
         v["x_realtime"] = round(v["frames"] * stride / clip_fps / v["wall_s"], 2)
         v["wall_s"], v["fps"] = round(v["wall_s"], 2), round(v["fps"], 2)
@@ -224,6 +240,10 @@ def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive
         if naive:
             variants.append(("naive_track_loop", lambda: run_naive(s, Path(s.resolve_path(s.detector_path)),
                                                                     detector.imgsz, path, stride)))
+            # the naive loop is plain PyTorch: every usable core, as torch starts (not the 1 thread
+            # an exported detector's NMS set); a PyTorch detector likewise gets its threads
+        variants = [(name, torch_runs(fn, detector if name != "naive_track_loop" else None))
+                    for name, fn in variants]
         best = fastest_of(variants, rounds, stride, info.fps)
         e2e, off, det = best["end_to_end"], best["end_to_end_gating_off"], best["detector_only"]
         result: dict[str, Any] = {
@@ -273,17 +293,13 @@ def bench_threads(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, ru
         runs: dict[str, tuple[Detector, Any]] = {}
         for label, st in (("default", s), ("1", s_one)):
             det = Detector(st)
-            with torch_threads(det.threads):
-                det.detect(frames[0])
-                worker = YoloWorker(st, detector=det)
-                run_end_to_end(st, worker, path, stride)  # warm-up
+            det.detect(frames[0])  # load / export outside the timings
+            worker = YoloWorker(st, detector=det)
+            torch_runs(lambda st=st, worker=worker: run_end_to_end(st, worker, path, stride), det)()  # warm-up
             runs[label] = (det, worker)
 
         def timed(label: str, fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-            def run() -> dict[str, Any]:
-                with torch_threads(runs[label][0].threads):  # NMS on as many threads as the detector
-                    return fn()
-            return run
+            return torch_runs(fn, runs[label][0])
 
         variants = []
         for label, st in (("1", s_one), ("default", s)):

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +45,19 @@ log = logging.getLogger(__name__)
 
 class DetectorConfigError(PermanentError):
     code = "detector_config"
+
+
+@dataclass(frozen=True)
+class DetectorStages:
+    """An exported detector's three steps for one frame size, for a caller that runs them on
+    different threads (pipeline.detected: the network on the detector thread, the Python around
+    it beside the tracker): ``pre(frame)`` H x W x 3 BGR uint8 -> ``1 x 3 x h x w`` float32;
+    ``infer(x)`` -> the raw head output (computed without the GIL); ``post(raw, x, frame)`` ->
+    ``D x 6`` in frame pixels and taxonomy classes, as :meth:`Detector.detect` returns them."""
+
+    pre: Callable[[np.ndarray], np.ndarray]
+    infer: Callable[[np.ndarray], np.ndarray]
+    post: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def class_lookup(names: Mapping[int, str] | Sequence[str], class_map: Mapping[str, str] | None) -> np.ndarray:
@@ -155,6 +169,18 @@ class Detector:
         """Export / load the runtime for ``width x height`` frames now (before the video is read)
         rather than on its first frame; does nothing for PyTorch and native weights."""
         self._exported_model(width, height)
+
+    def stages(self, width: int, height: int) -> Optional[DetectorStages]:
+        """:class:`DetectorStages` of the exported runtime for ``width x height`` frames (exported
+        and loaded now if need be); None when this detector runs PyTorch or native weights."""
+        model = self._exported_model(width, height)
+        if model is None:
+            return None
+
+        def post(raw: np.ndarray, x: np.ndarray, frame: np.ndarray) -> np.ndarray:
+            return self._to_taxonomy(model.detections(raw, x.shape[2:], frame.shape, self.conf, self.iou,
+                                                      self.classes))
+        return DetectorStages(model.input_for, model.infer, post)
 
     def _exported_model(self, width: int, height: int) -> rt.OnnxModel | None:
         """The exported runtime for frames of this size, exported and loaded on first use; None

@@ -250,13 +250,29 @@ class OnnxModel:
 
     def predict(self, frame: np.ndarray, conf: float, iou: float, classes: Optional[list[int]],
                 max_det: int = 300) -> np.ndarray:
-        """Detections for one BGR frame, as ultralytics' predictor computes them for a ``.pt``."""
+        """Detections for one BGR frame, as ultralytics' predictor computes them for a ``.pt``:
+        :meth:`input_for`, :meth:`infer`, :meth:`detections` in turn."""
+        x = self.input_for(frame)
+        return self.detections(self.infer(x), x.shape[2:], frame.shape, conf, iou, classes, max_det)
+
+    def input_for(self, frame: np.ndarray) -> np.ndarray:
+        """One BGR ``H x W x 3`` uint8 frame -> this network's ``1 x 3 x h x w`` float32 input."""
+        return to_input(self.letterbox, frame)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The network alone (the runtime computes without the GIL): ``1 x 3 x h x w`` -> raw head
+        output, ``1 x (4 + classes) x anchors``."""
+        return self._infer(x)
+
+    def detections(self, raw: np.ndarray, input_hw: Sequence[int], frame_shape: Sequence[int], conf: float,
+                   iou: float, classes: Optional[list[int]], max_det: int = 300) -> np.ndarray:
+        """Raw head output -> ``D x 6`` (x1, y1, x2, y2 in frame pixels, conf, the weights' class
+        id): NMS, then boxes scaled from the ``input_hw`` letterbox back onto ``frame_shape``."""
         from ultralytics.utils import ops
 
-        x = to_input(self.letterbox, frame)
-        det = self._nms(self._infer(x), conf, iou, classes, max_det)
+        det = self._nms(raw, conf, iou, classes, max_det)
         if len(det):
-            det[:, :4] = ops.scale_boxes(x.shape[2:], det[:, :4], frame.shape)
+            det[:, :4] = ops.scale_boxes(tuple(input_hw), det[:, :4], tuple(frame_shape))
         return det[:, :6].numpy().astype(np.float32).reshape(-1, 6)
 
     def detect_input(self, x: np.ndarray, conf: float, iou: float, classes: Optional[list[int]] = None,

@@ -7,6 +7,7 @@ serves) on the local stack; the faults are made by wrapping the detector or one 
 worker, as a broken model or a bug would fail."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -21,7 +22,8 @@ CLIP = dict(width=320, height=180, fps=10.0, duration_s=3.0, seed=12)
 
 
 class FaultyDetector:
-    """The real detector, except that ``detect`` fails the way ``mode`` says."""
+    """The real detector, except that its network (``detect``, or the staged ``infer``) fails the
+    way ``mode`` says."""
 
     def __init__(self, real: Any, mode: str):
         self.real, self.mode = real, mode
@@ -30,12 +32,25 @@ class FaultyDetector:
     def __getattr__(self, name: str) -> Any:  # prepare(), names ... of the real one
         return getattr(self.real, name)
 
-    def detect(self, frame):
+    def _fail(self) -> None:
         if self.mode == "stall":
             self.release.wait(60)  # never returns while the test watches
         if self.mode == "inference":
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (1x512 and 256x8)")
+
+    def detect(self, frame):
+        self._fail()
         return self.real.detect(frame)
+
+    def stages(self, width, height):
+        """The real exported runtime's steps, its network failing: the path the pipeline takes."""
+        real = self.real.stages(width, height)
+        assert real is not None, "the demo detector runs an exported runtime here"
+
+        def infer(x):
+            self._fail()
+            return real.infer(x)
+        return dataclasses.replace(real, infer=infer)
 
 
 def _failing_process(exc: BaseException):

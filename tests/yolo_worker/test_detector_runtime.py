@@ -361,6 +361,95 @@ def test_a_closed_detected_stream_leaves_no_detector_thread():
     assert not any(t.name.startswith("detector") for t in threading.enumerate())
 
 
+# --- staged detection (an exported runtime: the network alone on the detector thread) ------------
+class _Staged(_Counting):
+    """A detector with ``stages``: pre tags the input with the frame's pixel, infer adds 1000,
+    post turns that back into the frame's one box; each step records its thread, and ``fail``
+    = (step, frame pixel) raises in that step."""
+
+    def __init__(self, fail=None):
+        super().__init__()
+        self.threads: dict[str, set] = {"pre": set(), "infer": set(), "post": set()}
+        self.fail = fail
+
+    def _step(self, name, tag):
+        import threading
+
+        self.threads[name].add(threading.current_thread().name)
+        if self.fail == (name, tag):
+            raise RuntimeError(f"{name} broke")
+
+    def stages(self, width, height):
+        from video_analysis.yolo_worker.detector import DetectorStages
+
+        def pre(frame):
+            self._step("pre", int(frame[0, 0, 0]))
+            return np.full((1, 3, 2, 2), frame[0, 0, 0], np.float32)
+
+        def infer(x):
+            self._step("infer", int(x[0, 0, 0, 0]))
+            self.calls.append(1)
+            return x + 1000
+
+        def post(raw, x, frame):
+            self._step("post", int(frame[0, 0, 0]))
+            assert raw[0, 0, 0, 0] - 1000 == x[0, 0, 0, 0] == frame[0, 0, 0]  # the frame's own input and output
+            return np.array([[raw[0, 0, 0, 0] - 1000, 0, 1, 1, 0.9, 0]], np.float32)
+        return DetectorStages(pre, infer, post)
+
+    def detect(self, frame):  # the unstaged path: must not be taken
+        raise AssertionError("detect() called on a staged detector")
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_a_staged_detector_runs_only_its_network_on_the_detector_thread(ahead):
+    import threading
+
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    frames = [Frame(i, 40 * i, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
+    det = _Staged()
+    out = list(detected(iter(frames), det, 1, ahead=ahead))
+    assert [f.index for f, _ in out] == list(range(10)) and det.calls == [1] * 10
+    assert all(int(d[0, 0]) == f.index for f, d in out)  # each frame gets its own detections
+    me = threading.current_thread().name
+    assert det.threads["pre"] == det.threads["post"] == {me}  # the Python around the network: here
+    assert det.threads["infer"] == ({me} if not ahead else {n for n in det.threads["infer"] if n != me})
+    if ahead:
+        assert det.threads["infer"] and all(n.startswith("detector") for n in det.threads["infer"])
+
+
+@pytest.mark.parametrize("step", ["pre", "infer", "post"])
+def test_a_failing_staged_step_is_typed_at_its_frame(step):
+    from video_analysis.worker_utils.errors import InferenceFailed
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    frames = [Frame(i, 0, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
+    got = []
+    with pytest.raises(InferenceFailed, match=f"detector inference failed on frame 4: RuntimeError: {step} broke"):
+        for frame, _d in detected(iter(frames), _Staged(fail=(step, 4)), 1):
+            got.append(frame.index)
+    assert got == [0, 1, 2, 3]  # every frame before the failing one, none after
+
+
+def test_the_exported_detectors_stages_give_what_detect_gives(pair, clip_frames):
+    """The real exported detector, staged as the pipeline runs it, against its own detect(): the
+    same steps in another order, so the same boxes to the bit; PyTorch has no stages."""
+    from video_analysis.yolo_worker.pipeline import detected
+    from video_analysis.yolo_worker.video import Frame
+
+    torch_det, exported = pair
+    frames, _gt = clip_frames
+    h, w = frames[0][1].shape[:2]
+    assert torch_det.stages(w, h) is None and exported.stages(w, h) is not None
+    staged = list(detected((Frame(i, 0, img) for i, img in frames), exported, 1))
+    direct = [exported.detect(img) for _, img in frames]
+    assert sum(len(d) for d in direct) >= 40
+    assert all(np.array_equal(a, b) for (_f, a), b in zip(staged, direct)) and len(staged) == len(direct)
+
+
 def test_batched_pytorch_detection_gives_the_same_tracks(clip_factory):
     """``detector_batch`` 4 (one forward pass per 4 frames, as on a GPU) against 1, PyTorch
     runtime, real tracker: the same tracks, best frames and boxes."""

@@ -115,13 +115,23 @@ def _tagged(img: np.ndarray, tag: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("batch,ahead", [(1, True), (1, False), (3, True)])
-def test_still_frames_get_the_last_detections_again(batch, ahead):
+class _StagedCounting(_Counting):
+    """The same, as an exported runtime's three steps (the network alone on the detector thread)."""
+
+    def stages(self, width, height):
+        from video_analysis.yolo_worker.detector import DetectorStages
+
+        return DetectorStages(pre=lambda frame: frame, infer=lambda x: self.detect(x), post=lambda raw, x, frame: raw)
+
+
+@pytest.mark.parametrize("batch,ahead,staged", [(1, True, False), (1, False, False), (3, True, False),
+                                                (1, True, True), (1, False, True)])
+def test_still_frames_get_the_last_detections_again(batch, ahead, staged):
     """Frames 0-2 still, a vehicle appears in 3 and stands there in 4-5, moves on in 6: the
     detector runs on 0, 3 and 6; the others get a copy of the last detected frame's boxes."""
     pictures = [_scene()] * 3 + [_scene(box=(100, 80, 30, 15))] * 3 + [_scene(box=(140, 80, 30, 15))]
     frames = [Frame(i, 40 * i, _tagged(p, i)) for i, p in enumerate(pictures)]
-    det, gate = _Counting(), MotionGate()
+    det, gate = (_StagedCounting() if staged else _Counting()), MotionGate()
     out = list(detected(iter(frames), det, batch, ahead=ahead, gate=gate))
     assert [f.index for f, _ in out] == list(range(7))
     assert det.seen == [0, 3, 6]
