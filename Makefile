@@ -64,7 +64,7 @@ demo: venv deps-demo
 	$(BIN)/python -m video_analysis demo
 
 # a-e of the performance issue, side by side in one run; JSON on stdout and in
-# artifacts/bench/results.json (about 3-5 min on 2 cores; BENCH_ARGS=--quick for a smoke run).
+# artifacts/bench/results.json (about 7-9 min on 2 cores; BENCH_ARGS=--quick for a smoke run).
 bench: venv deps-demo
 	$(BIN)/python -m video_analysis.bench $(BENCH_ARGS)
 

@@ -129,8 +129,10 @@ class Settings(BaseModel):
     detector_cache_dir: Optional[str] = None  # None = $CACHE_DIRECTORY (systemd) or ~/.cache, + /cvitx-video-analysis/detector
     # frames per detector forward pass (GPU: 8-16 with fp16; CPU/ONNX Runtime gain nothing: 1)
     detector_batch: int = Field(1, ge=1, le=64)
-    # The exported runtime's threads (and NMS's); None = every core this process may run on (at most 8):
-    # the decoder and the tracker mostly wait on the detector, so leaving a core idle for them cost 1.5x on 2 cores.
+    # The exported runtime's threads (NMS runs on 1); None = every core this process may run on (at most 8):
+    # a float32 detector on an AVX2-only 2-core EPYC ran 1.5x faster on 2 threads.  1 leaves a core to the
+    # decoder and the tracker: faster end to end for a small detector in bfloat16 (249 vs 201 fps at 320 px
+    # on a 2-core Xeon with AMX) and the most cameras per core with one worker per core (README, Performance).
     detector_threads: Optional[int] = Field(None, ge=1, le=256)
     # auto = OpenVINO's own choice for the CPU (bfloat16 with AMX / AVX-512 BF16, else float32), or the
     # NNCF INT8 export where a timing at export showed it faster on this CPU and its detections agree with
