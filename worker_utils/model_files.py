@@ -8,8 +8,10 @@ opcodes and executes nothing), so a checkpoint can be judged before anything unp
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import pickletools
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,33 @@ from typing import Callable, Iterable
 from .errors import PermanentError, ValidationFailed
 
 Global = tuple[str, str]  # (module, name)
+
+
+def file_digest(path: str | Path, length: int = 12) -> str:
+    """First ``length`` hex digits of the sha256 of the file's bytes (read 1 MiB at a time): the key
+    of the exported models' caches (detector, INT8 export, main-model bundle)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+class ExportFailed(RuntimeError):
+    """A model could not be exported (ONNX, INT8), or its export not loaded; the message says why."""
+
+
+def export_workdir(cache_dir: str | Path, prefix: str = ".export-") -> Path:
+    """A private temporary folder inside ``cache_dir`` (made if missing) for an export to be
+    written in, then moved into place with ``os.replace``: same file system, so a racing worker
+    sees no file or a complete one.  The caller removes it."""
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=cache_dir))
+    except OSError as exc:
+        raise ExportFailed(f"cache directory {cache_dir} is not writable ({type(exc).__name__}: {exc}); "
+                           "set detector_cache_dir (CVITX_DETECTOR_CACHE_DIR)") from exc
 
 # What a plain tensor container (a state_dict, a CVITX bundle) references.
 TENSOR_GLOBALS: frozenset[Global] = frozenset({

@@ -26,11 +26,9 @@ Nothing here downloads anything: the export goes through :func:`ultralytics_offl
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +36,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..worker_utils import model_files
+from ..worker_utils.model_files import export_workdir, file_digest
 from ..worker_utils.offline import import_openvino, ultralytics_offline
 from ..worker_utils.runtimes import openvino_available, precision_name
 
@@ -48,8 +48,7 @@ EXPORTED = ("onnx", "openvino")  # runtimes that run an export of .pt weights (b
 MAX_LOADED = 4  # input sizes kept loaded at once (one per distinct video resolution)
 
 
-class ExportFailed(RuntimeError):
-    """The weights could not be exported or the export could not be loaded; the message says why."""
+ExportFailed = model_files.ExportFailed  # the weights could not be exported, or the export not loaded
 
 
 # --- pure helpers --------------------------------------------------------------------------
@@ -75,14 +74,7 @@ def input_size(width: int, height: int, imgsz: int, stride: int = STRIDE) -> tup
     return new_h + (size - new_h) % stride, new_w + (size - new_w) % stride
 
 
-def weights_digest(path: str | Path, length: int = 12) -> str:
-    """First ``length`` hex digits of the sha256 of the weights file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
-
+weights_digest = file_digest  # the weights file's sha256[:12]: the cache key
 
 CACHE_SUFFIXES = {
     "onnx": ".onnx",            # the float export every runtime starts from
@@ -150,12 +142,7 @@ def export_onnx(weights: str | Path, size: Sequence[int], cache_dir: str | Path,
     target = cache_dir / cache_name(weights.stem, digest or weights_digest(weights), size)
     if target.is_file():
         return target
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=cache_dir))
-    except OSError as exc:
-        raise ExportFailed(f"cache directory {cache_dir} is not writable ({type(exc).__name__}: {exc}); "
-                           "set detector_cache_dir (CVITX_DETECTOR_CACHE_DIR)") from exc
+    tmp = export_workdir(cache_dir)
     try:
         src = tmp / weights.name
         shutil.copyfile(weights, src)  # ultralytics writes the export beside the file it exports

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -68,6 +67,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..worker_utils.model_files import export_workdir, file_digest
 from . import detector_runtime as rt
 
 log = logging.getLogger("video_analysis.yolo_worker.quantize")  # also when run with -m
@@ -361,20 +361,11 @@ def import_nncf():
     return nncf
 
 
-def sha256_file(path: str | Path, length: int = 16) -> str:
-    """First ``length`` hex digits of the sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
-
-
 def read_sidecar(xml: Path, bin_: Path, sidecar: Path) -> Optional[dict]:
     """The sidecar of a complete, matching INT8 export (its ``.bin`` hashes as recorded), else None."""
     try:
         meta = json.loads(sidecar.read_text())
-        if xml.is_file() and meta.get("bin_sha256") == sha256_file(bin_):
+        if xml.is_file() and meta.get("bin_sha256") == file_digest(bin_, 16):
             return meta
     except (OSError, ValueError, AttributeError):
         pass
@@ -428,17 +419,14 @@ def export_int8(onnx_path: str | Path, stem: str, digest: str, size: Sequence[in
         raise CalibrationError(f"no calibration frames from {cal.source}")
     t0 = time.monotonic()
     model = quantize_onnx(onnx_path, cal.calibrate)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=cache_dir))
-    except OSError as exc:
-        raise rt.ExportFailed(f"cache directory {cache_dir} is not writable ({exc}); set detector_cache_dir") from exc
+    tmp = export_workdir(cache_dir, ".int8-")
     try:
         ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
         nncf = import_nncf()
         meta = {"weights": stem, "digest": digest, "input_size": f"{size[0]}x{size[1]}", "calibration": cal.source,
                 "calibration_frames": cal.describe, "subset_size": len(cal.calibrate),
                 "preset": "mixed", "nncf": nncf.__version__, "openvino": ov.get_version().split("-")[0],
-                "made_s": round(time.monotonic() - t0, 1), "bin_sha256": sha256_file(tmp / bin_.name)}
+                "made_s": round(time.monotonic() - t0, 1), "bin_sha256": file_digest(tmp / bin_.name, 16)}
         write_json_atomic(tmp / sidecar.name, meta)
         # The .json vouches for the pair, so it goes last; a reader between the renames sees a
         # .bin that does not match the old .json and makes the export again (at worst).

@@ -20,17 +20,16 @@ Pure helpers first (which runtime, the cache file name), then the adapters (expo
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from ...worker_utils.model_files import ExportFailed, export_workdir, file_digest
 from .bundle import Bundle
 from .common import BundleError, one_line, preprocess, softmax
 
@@ -45,8 +44,6 @@ EXPORT_TAG = "ov1"
 AGREE_ATOL = 0.05
 
 
-class ExportFailed(RuntimeError):
-    """The bundle could not be exported, or its export not loaded; the message says why."""
 
 
 # --- pure helpers --------------------------------------------------------------------------
@@ -64,15 +61,6 @@ def choose_runtime(requested: str, cuda: bool, openvino: bool) -> str:
 def cache_name(stem: str, digest: str, input_size: int) -> str:
     """``<stem>-<digest>-<S>x<S>-<EXPORT_TAG>.onnx``: the export of one bundle file at one input size."""
     return f"{stem}-{digest}-{int(input_size)}x{int(input_size)}-{EXPORT_TAG}.onnx"
-
-
-def file_digest(path: str | Path, length: int = 12) -> str:
-    """First ``length`` hex digits of the sha256 of the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
 
 
 def disagreement(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Optional[str]:
@@ -121,12 +109,7 @@ def export_onnx(bundle: Bundle, cache_dir: str | Path, digest: Optional[str] = N
     target = cache_dir / cache_name(bundle.path.stem, digest or file_digest(bundle.path), bundle.input_size)
     if target.is_file():
         return target
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=cache_dir))
-    except OSError as exc:
-        raise ExportFailed(f"cache directory {cache_dir} is not writable ({one_line(exc)}); "
-                           "set detector_cache_dir (CVITX_DETECTOR_CACHE_DIR)") from exc
+    tmp = export_workdir(cache_dir)
     try:
         out = tmp / target.name
         s, heads = bundle.input_size, list(bundle.labels)

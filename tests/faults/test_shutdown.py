@@ -18,7 +18,7 @@ def test_sigterm_mid_video_releases_the_message(rig):
     rc, took = w.sigterm()
     assert rc == 0, w.text()[-3000:]
     assert took < rig.s.stop_timeout_s, took
-    assert w.events("message released for another worker (stopping)") and w.events("stopped")
+    assert w.events("message released for another worker (stopping)") and w.events("stopped"), w.text()[-4000:]
     assert not w.events("video done") and not w.events("stop timeout reached: releasing messages in hand and exiting")
     # visible again at once (visibility 0), not after the visibility timeout; nothing was settled
     again = rig.client.sqs.receive(rig.s.video_queue, 1, wait_s=1, visibility_s=30)

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import DETECTOR
 from video_analysis.worker_config import Settings
+from video_analysis.worker_utils.model_files import file_digest
 from video_analysis.yolo_worker import detector_runtime as rt
 from video_analysis.yolo_worker import quantize as q
 
@@ -383,7 +384,7 @@ def test_the_int8_export_is_cached_and_a_damaged_one_is_made_again_once(built, t
                                          None, FRAME, subset_size=8)
     made = [r for r in caplog.records if r.getMessage() == "detector INT8 export made"]
     assert len(made) == 1 and cal is not None and model.precision == "int8"
-    assert meta["bin_sha256"] == q.sha256_file(bin_) and json.loads(js.read_text()) == meta
+    assert meta["bin_sha256"] == file_digest(bin_, 16) and json.loads(js.read_text()) == meta
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
     assert model.detect_input(built.cal.held_out[0], 0.25, 0.5).shape[1] == 6
 
