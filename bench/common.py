@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from ..synth.clip import write_clip
 from ..synth.scene import scene_config
@@ -73,7 +73,7 @@ def local_stack(**changes: Any) -> Iterator[tuple[Settings, StackState]]:
     try:
         state = stack_up(root)
         os.environ.update(LOCAL_AWS_ENV)  # the private stack's dummy credentials, never real ones
-        settings = build_settings({}, **state.settings_changes(), **changes)
+        settings = build_settings({}, **state.settings_changes(), **{**isa_cap_changes(os.environ), **changes})
         run_setup(settings)
         yield settings, state
     finally:
@@ -127,7 +127,15 @@ def isa_class(isa: list[str]) -> str:
     return "older"
 
 
-ISA_CAP_VAR = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own switch; OpenVINO's CPU plugin honours it (bf16 -> f32 under AVX2)
+ISA_CAP_VAR = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own switch; OpenVINO's CPU plugin honours it for its kernels
+
+
+def isa_cap_changes(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings a run capped at AVX2 needs (pure): OpenVINO still picks bfloat16 from the CPU's
+    flags, not from the cap, and then finds no AVX2 kernel for it (the demo detector's MaxPool:
+    "Supported primitive descriptors list is empty"), so the detector fell back to PyTorch.  An
+    AVX2-only CPU runs float32: ask for it."""
+    return {"detector_precision": "f32"} if environ.get(ISA_CAP_VAR, "").upper() == "AVX2" else {}
 
 
 def cpu_info() -> dict[str, Any]:

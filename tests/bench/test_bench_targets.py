@@ -63,3 +63,15 @@ def test_isa_cap_environment(isa, environ, expected):
     from video_analysis.bench.__main__ import isa_capped_env
 
     assert isa_capped_env(isa, environ) == expected
+
+
+@pytest.mark.parametrize("environ,changes", [
+    ({}, {}),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"detector_precision": "f32"}),  # OpenVINO's bf16 has no AVX2 kernels
+    ({"ONEDNN_MAX_CPU_ISA": "avx2"}, {"detector_precision": "f32"}),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {}),
+])
+def test_a_run_capped_at_avx2_asks_for_float32(environ, changes):
+    from video_analysis.bench.common import isa_cap_changes
+
+    assert isa_cap_changes(environ) == changes
