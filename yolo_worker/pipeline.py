@@ -321,6 +321,7 @@ def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
             try:
                 x = typed(frame, staged[0].pre, frame.image) if detect and staged[0] is not None else None
             except WorkerError as exc:  # raised by finish() at this frame, after the frames before it
+                # (staged jobs are one frame each: `job` is empty here, nothing before it is held back)
                 yield job + [(frame, detect, exc)]
                 return
             job.append((frame, detect, x))

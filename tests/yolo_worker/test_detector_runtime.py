@@ -84,7 +84,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pair(cache_dir):
-    """(PyTorch, ONNX Runtime) detectors over the demo weights."""
+    """(PyTorch, exported: OpenVINO, the auto runtime) detectors over the demo weights."""
     from video_analysis.yolo_worker.detector import Detector
 
     s = Settings(device="cpu", detector_path=str(DETECTOR), detector_cache_dir=str(cache_dir))
@@ -345,7 +345,8 @@ def test_detected_raises_the_detector_error_with_its_type_and_stops_the_worker()
     assert got == [0, 1, 2, 3]  # every frame before the failing one, none after
 
 
-def test_a_closed_detected_stream_leaves_no_detector_thread():
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_closed_detected_stream_leaves_no_detector_thread(staged):
     """The pipeline closes the stream when its frame loop fails: the worker thread must be gone
     then, not whenever the garbage collector runs (the next video shares the detector)."""
     import threading
@@ -354,7 +355,7 @@ def test_a_closed_detected_stream_leaves_no_detector_thread():
     from video_analysis.yolo_worker.video import Frame
 
     frames = [Frame(i, 0, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
-    stream = detected(iter(frames), _Counting(), 1)
+    stream = detected(iter(frames), _Staged() if staged else _Counting(), 1)
     next(stream), next(stream)
     assert any(t.name.startswith("detector") for t in threading.enumerate())
     stream.close()
@@ -420,8 +421,9 @@ def test_a_staged_detector_runs_only_its_network_on_the_detector_thread(ahead):
         assert det.threads["infer"] and all(n.startswith("detector") for n in det.threads["infer"])
 
 
+@pytest.mark.parametrize("ahead", [True, False])
 @pytest.mark.parametrize("step", ["pre", "infer", "post"])
-def test_a_failing_staged_step_is_typed_at_its_frame(step):
+def test_a_failing_staged_step_is_typed_at_its_frame(step, ahead):
     from video_analysis.worker_utils.errors import InferenceFailed
     from video_analysis.yolo_worker.pipeline import detected
     from video_analysis.yolo_worker.video import Frame
@@ -429,7 +431,7 @@ def test_a_failing_staged_step_is_typed_at_its_frame(step):
     frames = [Frame(i, 0, np.full((2, 2, 3), i, np.uint8)) for i in range(10)]
     got = []
     with pytest.raises(InferenceFailed, match=f"detector inference failed on frame 4: RuntimeError: {step} broke"):
-        for frame, _d in detected(iter(frames), _Staged(fail=(step, 4)), 1):
+        for frame, _d in detected(iter(frames), _Staged(fail=(step, 4)), 1, ahead=ahead):
             got.append(frame.index)
     assert got == [0, 1, 2, 3]  # every frame before the failing one, none after
 
