@@ -46,12 +46,14 @@ def guess_kind(path: Path) -> str:
 
 def main_model_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.model import load_bundle, summary
-    from ..main_worker.variants import bundle_runtime
+    from ..main_worker.variants import bundle_runtime, openvino_config
     from ..worker_config import get_settings
 
     settings = get_settings()
-    # the runtime the main_worker would run it in (a CVITX bundle: OpenVINO on CPU, main_runtime)
-    model = load_bundle(path, runtime=bundle_runtime(settings), cache_dir=settings.detector_cache_path())
+    # the runtime and precision the main_worker would run it in (a CVITX bundle: OpenVINO on CPU,
+    # main_runtime, main_precision)
+    model = load_bundle(path, runtime=bundle_runtime(settings), cache_dir=settings.detector_cache_path(),
+                        ov_config=openvino_config(settings))
     s = summary(model, latency_runs=runs)  # load_bundle runs the worker's start-up check
     heads = ", ".join(f"{h} {n}" for h, n in s["heads"].items())
     return [f"kind        main model ({s['model_name']} {s['version']})",

@@ -51,15 +51,15 @@ EXPORT_HELP = ("export the network instead: torch.onnx.export(model.eval(), torc
 CARD_FORMATS = {"onnx": "onnx", "openvino_ir": "openvino-ir", "torch_export": "torch.export", "torchscript": "torchscript"}
 
 
-def _runner(kind: str, path: Path) -> Any:
+def _runner(kind: str, path: Path, ov_config: Optional[dict[str, str]] = None) -> Any:
     if kind == "onnx":
         from .formats.onnx import onnx_runner
 
-        return onnx_runner(path)
+        return onnx_runner(path, ov_config)
     if kind == "openvino_ir":
         from .formats.openvino_ir import OpenVinoRunner
 
-        return OpenVinoRunner(path)
+        return OpenVinoRunner(path, ov_config)
     if kind == "torch_export":
         from .formats.torch_export import torch_export_runner
 
@@ -120,8 +120,8 @@ def load_bundle(path: str | Path, *, check: bool = True, runtime: str = "torch",
     ``runtime`` (``"torch"`` or ``"openvino"``, resolved from ``main_runtime`` by
     formats/bundle_export.py's ``choose_runtime``) applies to a CVITX bundle only: ``openvino``
     runs its network from an ONNX export cached in ``cache_dir`` (PyTorch, with one warning,
-    where that fails); ``ov_config`` adds OpenVINO compile properties (tests force f32 with it).
-    Every other format runs as it is."""
+    where that fails); ``ov_config`` adds OpenVINO compile properties to that export and to an
+    OpenVINO IR or an ONNX model OpenVINO runs (``main_precision``: variants.openvino_config).  Every other format runs as it is."""
     from .formats.card import CardModel, card_path, load_card
     from .formats.onnx import is_ultralytics_classify, onnx_metadata
 
@@ -142,7 +142,7 @@ def load_bundle(path: str | Path, *, check: bool = True, runtime: str = "torch",
         model = _ultralytics(path)  # an ultralytics classify export: its names are its card
     elif found.kind in CARD_FORMATS:
         card = load_card(path)  # the card first: a model without one is refused before it is loaded
-        model = CardModel(path, card, _runner(found.kind, path), CARD_FORMATS[found.kind])
+        model = CardModel(path, card, _runner(found.kind, path, ov_config), CARD_FORMATS[found.kind])
     else:
         raise BundleError(f"{path} is neither a CVITX bundle ({FORMAT}) nor an ultralytics classify checkpoint, ONNX "
                           "(.onnx), OpenVINO IR (.xml), torch.export (.pt2) or TorchScript archive; "

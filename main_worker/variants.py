@@ -7,13 +7,16 @@ tells them apart and runs the start-up check.
 """
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+from typing import Optional, Protocol
 
 import numpy as np
 
 from ..worker_config import Settings
 from ..worker_utils.errors import ValidationFailed
 from .decoding import Hierarchy
+
+log = logging.getLogger(__name__)
 
 
 class Classifier(Protocol):
@@ -54,6 +57,20 @@ def bundle_runtime(settings: Settings) -> str:
     return choose_runtime(settings.main_runtime, cuda, openvino_available())
 
 
+def openvino_config(settings: Settings) -> Optional[dict[str, str]]:
+    """OpenVINO's compile properties for the main model under ``settings.main_precision`` (None =
+    its own choice); a precision this CPU does not offer logs one WARNING and sets none."""
+    if settings.main_precision == "auto":
+        return None
+    from ..worker_utils.runtimes import cpu_capabilities
+    from .formats.bundle_export import precision_config
+
+    config, warning = precision_config(settings.main_precision, cpu_capabilities())
+    if warning:
+        log.warning(warning)
+    return config
+
+
 def load_variants(settings: Settings) -> dict[str, Classifier]:
     """single: {'baseline': main}; compare: {'baseline': main, 'cmt': cmt}. Missing files fail start-up.
     A CVITX bundle runs where :func:`bundle_runtime` says, its export cached beside the detector's."""
@@ -63,12 +80,12 @@ def load_variants(settings: Settings) -> dict[str, Classifier]:
     if settings.main_mode == "compare":
         paths["cmt"] = settings.cmt_model_path
     out: dict[str, Classifier] = {}
-    runtime = bundle_runtime(settings)
+    runtime, config = bundle_runtime(settings), openvino_config(settings)
     for name, p in paths.items():
         path = settings.resolve_path(p)
         if not path.exists():
             raise ValidationFailed(f"main model bundle {path} ({name}) does not exist; set "
                                    f"{'CVITX_MAIN_MODEL_PATH' if name == 'baseline' else 'CVITX_CMT_MODEL_PATH'}",
                                    code="model_config")
-        out[name] = load_bundle(path, runtime=runtime, cache_dir=settings.detector_cache_path())
+        out[name] = load_bundle(path, runtime=runtime, cache_dir=settings.detector_cache_path(), ov_config=config)
     return out

@@ -39,7 +39,7 @@ import numpy as np
 from ..worker_utils import model_files
 from ..worker_utils.model_files import export_workdir, file_digest
 from ..worker_utils.offline import import_openvino, ultralytics_offline
-from ..worker_utils.runtimes import openvino_available, precision_name
+from ..worker_utils.runtimes import cpu_capabilities, float_hint, openvino_available, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -94,26 +94,15 @@ def cache_name(stem: str, digest: str, size: Sequence[int], runtime: str = "onnx
 
 
 PRECISIONS = ("auto", "f32", "f16", "bf16", "int8")
-# OpenVINO's CPU OPTIMIZATION_CAPABILITIES entry each forced float precision needs.
-_CAPABILITY = {"f32": "FP32", "f16": "FP16", "bf16": "BF16"}
 
 
 def float_precision_hint(requested: str, capabilities: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
-    """``(INFERENCE_PRECISION_HINT to set or None, warning or None)`` for a requested float
-    precision on a CPU with OpenVINO's ``capabilities`` (e.g. ``["FP32", "BF16", "INT8"]``).
-
-    ``auto`` and ``int8`` set no hint: OpenVINO's own choice (bfloat16 with AMX/AVX-512 BF16,
-    float32 elsewhere; int8's unquantised layers too).  ``f16``/``bf16`` on a CPU without them
-    set none either and say so once: OpenVINO would otherwise emulate or refuse them."""
+    """``(INFERENCE_PRECISION_HINT to set or None, warning or None)`` for ``detector_precision`` on
+    a CPU with OpenVINO's ``capabilities`` (worker_utils/runtimes.py's ``float_hint``); ``int8``
+    sets none: its unquantised layers run OpenVINO's own choice."""
     if requested not in PRECISIONS:
         raise ValueError(f"unknown detector precision {requested!r}; use one of {', '.join(PRECISIONS)}")
-    if requested in ("auto", "int8"):
-        return None, None
-    if _CAPABILITY[requested] not in capabilities:
-        return None, (f"detector_precision={requested} is not supported by this CPU (OpenVINO offers "
-                      f"{', '.join(c for c in capabilities if c in _CAPABILITY.values()) or 'none'}); "
-                      "running OpenVINO's default precision instead")
-    return requested, None
+    return float_hint("auto" if requested == "int8" else requested, capabilities, "detector_precision")
 
 
 def usable_cores() -> int:
@@ -350,16 +339,6 @@ def load_exported(runtime: str, weights: str | Path, size: Sequence[int], cache_
 
 
 # --- the CPU ---------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def cpu_capabilities() -> tuple[str, ...]:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``FP32``, ``BF16``, ``FP16``, ``INT8`` ...);
-    empty without the openvino package."""
-    if not openvino_available():
-        return ()
-    ov = import_openvino()
-    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-
-
 def precision_warning(requested: str, runtime: str) -> Optional[str]:
     """The one warning a detector gives for ``detector_precision=requested`` on ``runtime``
     (``openvino``, ``onnx``, ``torch``, ``native``), or None: the precision applies to OpenVINO only,

@@ -25,11 +25,12 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ...worker_utils.model_files import ExportFailed, export_workdir, file_digest
+from ...worker_utils.runtimes import float_hint
 from .bundle import Bundle
 from .common import BundleError, one_line, preprocess, softmax
 
@@ -129,6 +130,13 @@ def export_onnx(bundle: Bundle, cache_dir: str | Path, digest: Optional[str] = N
     log.info("main model exported", extra={"bundle": str(bundle.path), "export": str(target),
                                             "input_size": f"{s}x{s}"})
     return target
+
+
+def precision_config(requested: str, capabilities: Sequence[str]) -> tuple[Optional[dict[str, str]], Optional[str]]:
+    """``(OpenVINO compile properties or None, warning or None)`` for ``main_precision`` on a CPU
+    with OpenVINO's ``capabilities``: a float hint where asked and offered (worker_utils/runtimes.py)."""
+    hint, warning = float_hint(requested, capabilities, "main_precision")
+    return ({"INFERENCE_PRECISION_HINT": hint} if hint else None), warning
 
 
 # --- run -----------------------------------------------------------------------------------

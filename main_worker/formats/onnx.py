@@ -56,8 +56,9 @@ class OrtRunner:
         return list(zip(self.names, run_batched(self._run, x, self.fixed_batch)))
 
 
-def onnx_runner(path: Path):
-    """The runner for an ONNX main model on this host (see the module docstring)."""
+def onnx_runner(path: Path, ov_config: Optional[dict[str, str]] = None):
+    """The runner for an ONNX main model on this host (see the module docstring); ``ov_config``:
+    OpenVINO's compile properties where it runs there (``main_precision``)."""
     import onnxruntime as ort
 
     choice = onnx_runtime_choice(openvino_available(), ort.get_available_providers())
@@ -65,7 +66,7 @@ def onnx_runner(path: Path):
         from .openvino_ir import OpenVinoRunner
 
         try:
-            return OpenVinoRunner(path)
+            return OpenVinoRunner(path, ov_config)
         except BundleError as exc:
             log.warning("OpenVINO cannot compile the main model; running ONNX Runtime instead",
                         extra={"path": str(path), "error": exc.reason})

@@ -286,6 +286,18 @@ def test_not_probabilities(v, bad):
     assert not_probabilities({"type": np.array(v)}) == (["type"] if bad else [])
 
 
+@pytest.mark.parametrize("name", ["onnx", "openvino"])
+def test_main_precision_f32_reaches_a_model_openvino_runs(exports, name):
+    """``main_precision=f32`` (variants.openvino_config) is OpenVINO's compile hint for an ONNX or
+    IR main model as well as for a CVITX bundle: float32, PyTorch's numbers to 1e-4."""
+    m = load_bundle(exports[name], ov_config={"INFERENCE_PRECISION_HINT": "f32"})
+    assert (m.runtime, m.precision) == ("openvino (CPU)", "f32")
+    x = snapshots(2)
+    p = m.predict(x)
+    for head, ref in reference(x).items():
+        np.testing.assert_allclose(p[head], ref, atol=1e-4)
+
+
 def test_an_openvino_ir_without_its_weights_is_refused(exports, tmp_path):
     path = copy_with_card(exports["openvino"], tmp_path, card())
     path.with_suffix(".bin").unlink()

@@ -22,12 +22,13 @@ import pytest
 from conftest import CMT_BUNDLE, MAIN_BUNDLE
 from video_analysis.main_worker.formats.bundle import Bundle
 from video_analysis.main_worker.formats.bundle_export import (EXPORT_TAG, OpenVinoBundle, cache_name, choose_runtime,
-                                                              disagreement, file_digest)
+                                                              disagreement, file_digest, precision_config)
 from video_analysis.main_worker.decoding import decode_output
 from video_analysis.main_worker.model import load_bundle
 from video_analysis.main_worker.results import colors_of
 from video_analysis.main_worker.variants import bundle_runtime, hierarchy_of, load_variants
 from video_analysis.worker_config import Settings
+from video_analysis.worker_utils.runtimes import cpu_capabilities
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 SEEDS = (500011, 500023)  # evaluation range: never trained on
@@ -191,3 +192,42 @@ def test_disagreement_names_the_head():
     far = {"type": np.array([[0.49, 0.51]], np.float32)}
     assert disagreement(a, far) == "head type: probabilities differ by up to 0.410"
     assert "shape" in disagreement(a, {})
+
+
+@pytest.mark.parametrize("requested, caps, config, warns", [
+    ("auto", ("FP32", "BF16"), None, False),                          # OpenVINO's own choice
+    ("f32", ("FP32", "BF16", "INT8"), {"INFERENCE_PRECISION_HINT": "f32"}, False),
+    ("bf16", ("FP32", "BF16", "FP16", "INT8"), {"INFERENCE_PRECISION_HINT": "bf16"}, False),  # a Xeon with AMX
+    ("bf16", ("FP32", "INT8"), None, True),                           # an AVX2-only EPYC: a warning, the default
+    ("f16", ("FP32", "BF16"), None, True),
+])
+def test_main_precision_config(requested, caps, config, warns):
+    got, warning = precision_config(requested, caps)
+    assert got == config and bool(warning) == warns
+    if warns:
+        assert f"main_precision={requested}" in warning and "not supported by this CPU" in warning
+
+
+def test_an_unknown_main_precision_is_refused():
+    with pytest.raises(ValueError, match="main_precision"):
+        precision_config("int8", ("FP32", "INT8"))
+    with pytest.raises(ValueError, match="main_precision"):
+        Settings(main_precision="int8")
+
+
+@pytest.mark.parametrize("requested", ["f32", "bf16"])
+def test_main_precision_reaches_the_compiled_main_model(tmp_path, requested, caplog):
+    """Through the worker's own loading path: the precision OpenVINO compiled is the one asked for
+    where the CPU offers it; elsewhere one warning and OpenVINO's own choice."""
+    caplog.set_level("INFO")
+    s = Settings(device="cpu", main_precision=requested, main_model_path=str(MAIN_BUNDLE),
+                 detector_cache_dir=str(tmp_path))
+    m = load_variants(s)["baseline"]
+    offered = {"f32": "FP32", "bf16": "BF16"}[requested] in cpu_capabilities()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert isinstance(m, OpenVinoBundle)
+    if offered:
+        assert m.precision == requested and not warned
+    else:
+        assert m.precision == "f32" and len(warned) == 1 and "main_precision=bf16" in warned[0]
+    assert [r.precision for r in ready_lines(caplog)] == [m.precision]
