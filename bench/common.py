@@ -133,9 +133,12 @@ ISA_CAP_VAR = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own switch; OpenVINO's CPU plugin
 def isa_cap_changes(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings a run capped at AVX2 needs (pure): OpenVINO still picks bfloat16 from the CPU's
     flags, not from the cap, and then finds no AVX2 kernel for it (the demo detector's MaxPool:
-    "Supported primitive descriptors list is empty"), so the detector fell back to PyTorch.  An
-    AVX2-only CPU runs float32: ask for it."""
-    return {"detector_precision": "f32"} if environ.get(ISA_CAP_VAR, "").upper() == "AVX2" else {}
+    "Supported primitive descriptors list is empty"), so the detector fell back to PyTorch, and the
+    main model's export failed to compile and ran in PyTorch too.  An AVX2-only CPU runs float32:
+    ask for it, for both."""
+    if environ.get(ISA_CAP_VAR, "").upper() != "AVX2":
+        return {}
+    return {"detector_precision": "f32", "main_precision": "f32"}
 
 
 def cpu_info() -> dict[str, Any]:

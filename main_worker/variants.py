@@ -60,11 +60,15 @@ def bundle_runtime(settings: Settings) -> str:
 def openvino_config(settings: Settings) -> Optional[dict[str, str]]:
     """OpenVINO's compile properties for the main model under ``settings.main_precision`` (None =
     its own choice); a precision this CPU does not offer logs one WARNING and sets none."""
-    if settings.main_precision == "auto":
-        return None
-    from ..worker_utils.runtimes import cpu_capabilities
+    from ..worker_utils.runtimes import cpu_capabilities, openvino_available
     from .formats.bundle_export import precision_config
 
+    if settings.main_precision in ("auto", "f32") and not openvino_available():
+        return None  # PyTorch and ONNX Runtime compute float32 already: nothing to say
+    if not openvino_available():
+        log.warning(f"main_precision={settings.main_precision} applies where OpenVINO runs the main model, and "
+                    "the openvino package is not installed: the main model runs in float32")
+        return None
     config, warning = precision_config(settings.main_precision, cpu_capabilities())
     if warning:
         log.warning(warning)

@@ -50,11 +50,15 @@ class ExportFailed(RuntimeError):
 
 
 def last_touched(folder: Path) -> float:
-    """The newest mtime (epoch s) of ``folder`` and the entries directly in it."""
-    times = [folder.stat().st_mtime]
-    with os.scandir(folder) as entries:
-        times += [e.stat(follow_symlinks=False).st_mtime for e in entries]
-    return max(times)
+    """The newest mtime (epoch s) of ``folder`` and everything below it (symlinks not followed)."""
+    newest = folder.lstat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except FileNotFoundError:  # removed while we looked: it was being written, or swept
+                continue
+    return newest
 
 
 def sweep_stale_exports(cache_dir: str | Path, now: float | None = None,
@@ -66,14 +70,31 @@ def sweep_stale_exports(cache_dir: str | Path, now: float | None = None,
     removed = []
     for folder in sorted(Path(cache_dir).glob(".*")):
         try:
-            if not (folder.name.startswith(EXPORT_PREFIXES) and folder.is_dir()
+            if not (folder.name.startswith(EXPORT_PREFIXES) and folder.is_dir() and not folder.is_symlink()
                     and now - last_touched(folder) > max_age_s):
                 continue
-            shutil.rmtree(folder)
+            shutil.rmtree(folder, onerror=_gone_is_fine)
         except OSError:
             continue
         removed.append(folder)
     return removed
+
+
+def _gone_is_fine(func, path, exc_info) -> None:
+    """shutil.rmtree's error hook: what another worker's sweep removed first is not an error."""
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
+
+
+def move_into_place(src: Path, target: Path) -> None:
+    """``os.replace`` an export from its private folder to its cache name: atomic on one file
+    system, so a racing worker sees no file or a complete one; ExportFailed when it cannot."""
+    try:
+        os.replace(src, target)
+    except OSError as exc:
+        raise ExportFailed(f"cannot move the export {src.name} into {target.parent} "
+                           f"({type(exc).__name__}: {exc}); set detector_cache_dir (CVITX_DETECTOR_CACHE_DIR) "
+                           "to a folder this service can write") from exc
 
 
 def export_workdir(cache_dir: str | Path, prefix: str = EXPORT_PREFIXES[0]) -> Path:

@@ -148,7 +148,7 @@ def export_onnx(weights: str | Path, size: Sequence[int], cache_dir: str | Path,
             raise ExportFailed(f"ONNX export of {weights.name} failed: {type(exc).__name__}: {exc}") from exc
         if not out or not Path(out).is_file():
             raise ExportFailed(f"ONNX export of {weights.name} produced no file")
-        os.replace(out, target)  # atomic: a racing worker sees no file or a complete one
+        model_files.move_into_place(Path(out), target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("detector exported", extra={"weights": str(weights), "export": str(target),

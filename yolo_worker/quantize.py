@@ -67,7 +67,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..worker_utils.model_files import export_workdir, file_digest
+from ..worker_utils.model_files import export_workdir, file_digest, move_into_place
 from . import detector_runtime as rt
 
 log = logging.getLogger("video_analysis.yolo_worker.quantize")  # also when run with -m
@@ -431,7 +431,7 @@ def export_int8(onnx_path: str | Path, stem: str, digest: str, size: Sequence[in
         # The .json vouches for the pair, so it goes last; a reader between the renames sees a
         # .bin that does not match the old .json and makes the export again (at worst).
         for name in (bin_.name, xml.name, sidecar.name):
-            os.replace(tmp / name, cache_dir / name)
+            move_into_place(tmp / name, cache_dir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("detector INT8 export made", extra={"export": str(xml), "calibration": cal.describe,

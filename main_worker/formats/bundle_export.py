@@ -15,13 +15,13 @@ Pure helpers first (which runtime, the cache file name), then the adapters (expo
   fails, one WARNING names the reason and the bundle runs in PyTorch (the worker still starts).
 * **Same classifier.**  :class:`OpenVinoBundle` keeps the PyTorch bundle's labels, hierarchy,
   metrics and pre-processing (INTER_AREA 640 -> S, RGB, mean/std); only the network runs in
-  OpenVINO (bfloat16 where the CPU has AMX / AVX-512 BF16, its own choice, else float32), and
+  OpenVINO (its own choice: bfloat16 where the CPU has AMX / AVX-512 BF16, else float32; or
+  ``main_precision``'s), and
   its logits go through the same softmax.
 """
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ...worker_utils.model_files import ExportFailed, export_workdir, file_digest
+from ...worker_utils.model_files import ExportFailed, export_workdir, file_digest, move_into_place
 from ...worker_utils.runtimes import float_hint
 from .bundle import Bundle
 from .common import BundleError, one_line, preprocess, softmax
@@ -124,7 +124,7 @@ def export_onnx(bundle: Bundle, cache_dir: str | Path, digest: Optional[str] = N
             raise ExportFailed(f"ONNX export of {bundle.path.name} failed: {one_line(exc)}") from exc
         if not out.is_file():
             raise ExportFailed(f"ONNX export of {bundle.path.name} produced no file")
-        os.replace(out, target)  # atomic: a racing worker sees no file or a complete one
+        move_into_place(out, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("main model exported", extra={"bundle": str(bundle.path), "export": str(target),

@@ -1,5 +1,6 @@
 """OpenVINO main models: an IR (``main.xml`` + ``main.bin``) or an ONNX file, compiled for the
-CPU.  OpenVINO picks the CPU's fastest precision itself (bfloat16 with AMX, else float32)."""
+CPU.  OpenVINO picks the CPU's fastest precision itself (bfloat16 with AMX, else float32) unless
+``main_precision`` asks for one (main_worker/variants.py's ``openvino_config``)."""
 from __future__ import annotations
 
 from pathlib import Path

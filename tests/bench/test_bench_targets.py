@@ -67,8 +67,8 @@ def test_isa_cap_environment(isa, environ, expected):
 
 @pytest.mark.parametrize("environ,changes", [
     ({}, {}),
-    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"detector_precision": "f32"}),  # OpenVINO's bf16 has no AVX2 kernels
-    ({"ONEDNN_MAX_CPU_ISA": "avx2"}, {"detector_precision": "f32"}),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"detector_precision": "f32", "main_precision": "f32"}),  # no AVX2 bf16 kernels
+    ({"ONEDNN_MAX_CPU_ISA": "avx2"}, {"detector_precision": "f32", "main_precision": "f32"}),
     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {}),
 ])
 def test_a_run_capped_at_avx2_asks_for_float32(environ, changes):

@@ -287,10 +287,15 @@ def test_not_probabilities(v, bad):
 
 
 @pytest.mark.parametrize("name", ["onnx", "openvino"])
-def test_main_precision_f32_reaches_a_model_openvino_runs(exports, name):
+def test_main_precision_f32_reaches_a_model_openvino_runs(exports, name, monkeypatch):
     """``main_precision=f32`` (variants.openvino_config) is OpenVINO's compile hint for an ONNX or
     IR main model as well as for a CVITX bundle: float32, PyTorch's numbers to 1e-4."""
-    m = load_bundle(exports[name], ov_config={"INFERENCE_PRECISION_HINT": "f32"})
+    from .test_openvino_bundle import compile_configs
+
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    configs = compile_configs(monkeypatch)
+    m = load_bundle(exports[name], ov_config=f32)
+    assert configs == [f32]  # asked for on any CPU (an AVX2 CPU would run f32 unasked)
     assert (m.runtime, m.precision) == ("openvino (CPU)", "f32")
     x = snapshots(2)
     p = m.predict(x)

@@ -65,6 +65,21 @@ def answers(model, p: dict[str, np.ndarray], images: np.ndarray) -> list[tuple]:
     return out
 
 
+def compile_configs(monkeypatch) -> list:
+    """The ``config`` each OpenVinoRunner is built with from now on (it still compiles for real)."""
+    from video_analysis.main_worker.formats.openvino_ir import OpenVinoRunner
+
+    seen: list = []
+    real = OpenVinoRunner.__init__
+
+    def recording(self, path, config=None):
+        seen.append(config)
+        real(self, path, config)
+
+    monkeypatch.setattr(OpenVinoRunner, "__init__", recording)
+    return seen
+
+
 def ready_lines(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.getMessage() == "main model ready"]
 
@@ -216,14 +231,17 @@ def test_an_unknown_main_precision_is_refused():
 
 
 @pytest.mark.parametrize("requested", ["f32", "bf16"])
-def test_main_precision_reaches_the_compiled_main_model(tmp_path, requested, caplog):
+def test_main_precision_reaches_the_compiled_main_model(tmp_path, requested, caplog, monkeypatch):
     """Through the worker's own loading path: the precision OpenVINO compiled is the one asked for
     where the CPU offers it; elsewhere one warning and OpenVINO's own choice."""
     caplog.set_level("INFO")
+    configs = compile_configs(monkeypatch)
     s = Settings(device="cpu", main_precision=requested, main_model_path=str(MAIN_BUNDLE),
                  detector_cache_dir=str(tmp_path))
     m = load_variants(s)["baseline"]
     offered = {"f32": "FP32", "bf16": "BF16"}[requested] in cpu_capabilities()
+    # what OpenVINO was asked for, on any CPU (where bf16 is not offered, nothing is asked)
+    assert configs == [{"INFERENCE_PRECISION_HINT": requested} if offered else None]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert isinstance(m, OpenVinoBundle)
     if offered:
@@ -231,3 +249,19 @@ def test_main_precision_reaches_the_compiled_main_model(tmp_path, requested, cap
     else:
         assert m.precision == "f32" and len(warned) == 1 and "main_precision=bf16" in warned[0]
     assert [r.precision for r in ready_lines(caplog)] == [m.precision]
+
+
+@pytest.mark.parametrize("requested, warns", [("auto", False), ("f32", False), ("bf16", True), ("f16", True)])
+def test_main_precision_without_openvino_asks_nothing(monkeypatch, caplog, requested, warns):
+    """Without the openvino package the main model runs in PyTorch / ONNX Runtime (float32): a
+    half precision asked for says so once; auto and f32 say nothing."""
+    from video_analysis.main_worker.variants import openvino_config
+    from video_analysis.worker_utils import runtimes
+
+    monkeypatch.setattr(runtimes, "openvino_available", lambda: False)
+    caplog.set_level("INFO")
+    assert openvino_config(Settings(main_precision=requested)) is None
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == int(warns)
+    if warns:
+        assert f"main_precision={requested}" in warned[0] and "openvino package is not installed" in warned[0]

@@ -73,5 +73,43 @@ def test_an_export_folder_with_an_unknown_prefix_is_refused(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_every_prefix_is_hidden_so_the_cache_listing_stays_models_only():
-    assert all(p.startswith(".") for p in EXPORT_PREFIXES)
+def test_a_file_written_deep_inside_keeps_the_folder(tmp_path):
+    """An exporter that writes into a subfolder (ultralytics' OpenVINO export does) is live while
+    any file below is fresh, whatever the folders' own times say."""
+    folder = leave(tmp_path, ".export-deep", 2 * HOUR)
+    sub = folder / "model_openvino_model"
+    sub.mkdir()
+    (sub / "model.bin").write_bytes(b"being written")
+    old = time.time() - 2 * HOUR
+    for p in (sub, folder):
+        os.utime(p, (old, old))
+    assert sweep_stale_exports(tmp_path) == [] and folder.is_dir()
+    os.utime(sub / "model.bin", (old, old))
+    assert sweep_stale_exports(tmp_path) == [folder] and not folder.exists()
+
+
+def test_a_symlink_named_like_an_export_folder_is_left_alone(tmp_path):
+    """A link named like an export's folder is not a folder an export made: neither it nor its
+    target is touched, however old."""
+    elsewhere = leave(tmp_path / "elsewhere", "models", 2 * HOUR)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    link = cache / ".export-link"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    old = time.time() - 2 * HOUR
+    os.utime(link, (old, old), follow_symlinks=False)
+    assert sweep_stale_exports(cache) == []
+    assert link.is_symlink() and (elsewhere / "model.bin").read_bytes() == b"partial"
+
+
+def test_every_prefix_in_use_is_one_the_sweep_knows():
+    """Each exporter's folder prefix (the callers of export_workdir) is swept."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    used = set()
+    for src in root.glob("**/*.py"):
+        if ".venv" in src.parts or "tests" in src.parts:
+            continue
+        used |= set(re.findall(r"export_workdir\([^)]*?\"(\.[a-z0-9]+-)\"", src.read_text()))
+    assert used and used <= set(EXPORT_PREFIXES), used
