@@ -4,10 +4,12 @@ CCTV is mostly still: on a real 768x432 street clip 55 % of the processed frames
 no moving pixel against the previous one, and a car park is still for minutes.  Detecting such
 a frame again returns the same boxes, so the gate hands the tracker the last detected frame's
 boxes instead ("carried over"): parked and queued vehicles keep their tracks, their hit counts
-and their best frames, at the cost of a resize and a subtraction (~0.2 ms at 640x360).
+and their best frames, at the cost of a resize and a subtraction (0.1 ms at 640x360, 0.25 ms at
+1920x1080 on an Intel Xeon).
 
 The test (Frigate's, simplified): each processed frame is shrunk to a grey image ``width`` px
-wide (area interpolation, which also averages away most compression noise) and compared with
+wide (area interpolation, which also averages away most compression noise; big frames are
+thinned first, see :func:`small_grey`) and compared with
 the grey image of the **last frame the detector ran on** - not the previous frame - so slow
 motion (a vehicle creeping forward in a queue, a lighting change) adds up until it crosses the
 threshold.  A frame moved when more than ``min_area`` of its pixels differ by more than
@@ -28,7 +30,18 @@ import numpy as np
 
 def small_grey(frame: np.ndarray, width: int) -> np.ndarray:
     """``H x W x 3`` BGR (or ``H x W`` grey) uint8 -> ``h x width`` grey uint8, aspect kept
-    (``h`` at least 1); frames already at most ``width`` wide keep their size."""
+    (``h`` at least 1); frames already at most ``width`` wide keep their size.
+
+    A frame at least four times ``width`` wide is first thinned to every ``k``-th pixel, ``k =
+    W // (2 * width)`` (nearest neighbour), so that the grey conversion and the area average run
+    on about twice ``width``: 1920x1080 to 320 took 1.2 ms a frame on the pipeline's thread, as
+    much as a third of the detector's time, and takes 0.25 (Intel Xeon).  The area step still
+    averages at least 2 x 2 of the remaining pixels, enough against sensor noise for a 15-level
+    threshold; a still picture samples the same pixels every frame, so it stays still."""
+    k = frame.shape[1] // (2 * width)
+    if k >= 2:
+        frame = cv2.resize(frame, (frame.shape[1] // k, max(1, frame.shape[0] // k)),
+                           interpolation=cv2.INTER_NEAREST)
     grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape[:2]
     if w <= width:

@@ -21,7 +21,7 @@ from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
 from .motion import MotionGate
 from .selection import FinishedTrack, TrackBook, make_candidate
 from .track_ids import TrackIds
-from .video import Frame, FrameReader, VideoInfo
+from .video import Frame, FrameReader, VideoInfo, decode_threads
 
 if TYPE_CHECKING:
     from .detector import DetectorStages
@@ -62,6 +62,7 @@ class PipelineStats:
     # How far the decoder had got (frames grabbed from the file) when the first track had been
     # emitted: below the video's frame count = snapshots flow out while the video is read.
     first_emit_frames_grabbed: Optional[int] = None
+    decode_threads: Optional[int] = None  # FFmpeg's decoding threads (video.decode_threads)
 
     @property
     def fps(self) -> float:
@@ -103,7 +104,8 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits)
     t0 = time.perf_counter()
     batch = max(1, settings.detector_batch)
-    reader = FrameReader(path, stride, queue_size=max(4, batch))
+    reader = FrameReader(path, stride, queue_size=max(4, batch),
+                         threads=decode_threads(settings.decode_threads, getattr(detector, "device", "cpu")))
     gate = MotionGate.from_settings(settings)
 
     def _emitted(_ft: FinishedTrack) -> None:  # on the emitter thread, once emit() has returned
@@ -124,6 +126,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
         emitter.abort()
         raise
     stats.frames_read = reader.frames_read
+    stats.decode_threads = reader.decoder_threads
     stats.tracks_dropped = book.dropped
     stats.wall_s = time.perf_counter() - t0
     return stats

@@ -121,6 +121,7 @@ class YoloWorker:
                                            "first_emit_s": None if stats.first_emit_s is None
                                            else round(stats.first_emit_s, 2),
                                            "first_emit_frames_grabbed": stats.first_emit_frames_grabbed,
+                                           "decode_threads": stats.decode_threads,
                                            "duration_ms": round(stats.wall_s * 1e3, 1)})
 
     def dead_letter(self, message: ReceivedMessage, reason: str, code: str) -> None:

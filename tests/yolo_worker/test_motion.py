@@ -6,6 +6,7 @@ snapshots per vehicle with the gate on as off, with fewer detector runs.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -33,10 +34,43 @@ def _scene(h: int = 180, w: int = 320, box: tuple[int, int, int, int] | None = N
     ((100, 200, 3), 320, (100, 200)),   # already small: kept as it is
     ((360, 640), 160, (90, 160)),       # grey input
     ((3, 4000, 3), 320, (1, 320)),      # a sliver keeps at least one row
+    ((2160, 3840, 3), 320, (180, 320)),  # thinned by 6 first, then averaged
+    ((1080, 1920), 320, (180, 320)),     # grey and big
 ])
 def test_small_grey_keeps_the_aspect(shape, width, expected):
     out = small_grey(np.zeros(shape, np.uint8), width)
     assert out.shape == expected and out.dtype == np.uint8
+
+
+def full_area_grey(frame: np.ndarray, width: int) -> np.ndarray:
+    """The reference: every pixel converted and averaged (what small_grey did before thinning)."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    return cv2.resize(grey, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (3840, 2160)])
+@pytest.mark.parametrize("change, moved", [
+    ("sensor noise", False),        # grain of sd 4 grey levels on both frames: nothing moved
+    ("far vehicle", True),          # a vehicle of 0.1 % of the frame appears (80 x 28 px at 1080p)
+    ("vehicle", True),
+])
+def test_thinning_big_frames_keeps_the_gates_decision(size, change, moved):
+    """On big frames the thinned grey image (small_grey) decides as the fully averaged one does:
+    noise stays below the threshold, a far vehicle still counts as motion."""
+    w, h = size
+    rng = np.random.default_rng(7)
+    scene = cv2.resize(rng.integers(60, 200, (h // 40, w // 40, 3), dtype=np.uint8), (w, h),
+                       interpolation=cv2.INTER_LINEAR)  # a smooth, textured street
+    first = np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
+    second = np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
+    if change != "sensor noise":
+        vw, vh = (w * 80 // 1920, h * 28 // 1080) if change == "far vehicle" else (w // 8, h // 10)
+        second[h // 2:h // 2 + vh, w // 3:w // 3 + vw] = (20, 20, 230)
+    gate = MotionGate()
+    thinned = moved_fraction(small_grey(first, 320), small_grey(second, 320), gate.pixel_threshold)
+    reference = moved_fraction(full_area_grey(first, 320), full_area_grey(second, 320), gate.pixel_threshold)
+    assert (thinned > gate.min_area) == (reference > gate.min_area) == moved, (thinned, reference)
 
 
 @pytest.mark.parametrize("delta,threshold,pixels,expected", [

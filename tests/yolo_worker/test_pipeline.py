@@ -116,3 +116,35 @@ def test_a_slow_emit_does_not_hold_up_the_frame_loop(clip_factory):
     assert stats.tracks_emitted == info.frame_count and emitted == sorted(emitted)  # in order, none lost
     assert sum(overlapped) >= 0.5 * len(overlapped), sum(overlapped)
     assert stats.first_emit_s is not None and stats.first_emit_s < stats.wall_s
+
+
+@pytest.mark.parametrize("device, single", [("cpu", True), ("cuda:0", False)])
+def test_the_decoder_runs_one_thread_beside_a_cpu_detector(clip_factory, device, single):
+    """decode_threads unset: one FFmpeg thread where the detector computes on the CPU (the cores
+    are the limit), FFmpeg's own choice (every core) beside a GPU; the video's stats say which."""
+    from video_analysis.worker_config import Settings
+    from video_analysis.yolo_worker.pipeline import run_pipeline
+    from video_analysis.yolo_worker.video import FrameReader, probe
+
+    clip = clip_factory(width=320, height=180, fps=25.0, duration_s=1.0, seed=733103, vehicles_per_min=30.0)
+
+    class Nothing:
+        def __init__(self):
+            self.device = device
+
+        def detect(self, frame):
+            return np.zeros((0, 6), np.float32)
+
+    class NoTracks:
+        def update(self, dets, frame):
+            return np.zeros((0, 8), np.float32)
+
+    s = Settings(device="cpu", progress_interval_s=1e9)
+    stats = run_pipeline(clip.video, probe(clip.video), 1, s, Nothing(), NoTracks(), emit=lambda ft: None)
+    assert stats.frames_processed == 25
+    ffmpegs_own = FrameReader(clip.video, 25, threads=0)
+    list(ffmpegs_own)
+    assert stats.decode_threads == (1 if single else ffmpegs_own.decoder_threads)
+    forced = run_pipeline(clip.video, probe(clip.video), 1, s.model_copy(update={"decode_threads": 2}), Nothing(),
+                          NoTracks(), emit=lambda ft: None)
+    assert forced.decode_threads == 2

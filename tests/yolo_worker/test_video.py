@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from video_analysis.worker_utils.errors import BadMedia
-from video_analysis.yolo_worker.video import FrameReader, probe
+from video_analysis.yolo_worker.video import FrameReader, decode_threads, probe
 
 
 def write_clip(path, fps, n, size=(160, 120)):
@@ -65,6 +65,36 @@ def test_reader_stops_early_without_leaking_its_thread(tmp_path):
 def test_stride_must_be_positive(tmp_path):
     with pytest.raises(ValueError):
         FrameReader(tmp_path / "x.mp4", 0)
+
+
+@pytest.mark.parametrize("setting, device, threads", [
+    (None, "cpu", 1),       # a CPU detector keeps the cores busy: one decoding thread
+    (None, "cuda:0", 0),    # beside a GPU the cores are free: FFmpeg's own choice
+    (None, "cuda:1", 0),
+    (0, "cpu", 0),          # asked for: FFmpeg's own choice
+    (3, "cpu", 3),
+    (2, "cuda:0", 2),
+])
+def test_decode_threads(setting, device, threads):
+    assert decode_threads(setting, device) == threads
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_the_decoders_threads_change_nothing_but_its_speed(tmp_path, threads):
+    """FFmpeg decodes the same pixels on any number of threads; the reader reports how many it ran."""
+    path = write_clip(tmp_path / "c.mp4", 25, 30, size=(320, 180))
+    reference = list(FrameReader(path, 2, threads=1))
+    reader = FrameReader(path, 2, threads=threads)
+    assert reader.decoder_threads is None  # not open yet
+    frames = list(reader)
+    assert [(f.index, f.ts_ms) for f in frames] == [(f.index, f.ts_ms) for f in reference]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, reference))
+    assert reader.decoder_threads == threads if threads else reader.decoder_threads >= 1
+
+
+def test_decode_threads_must_not_be_negative(tmp_path):
+    with pytest.raises(ValueError, match="decode threads"):
+        FrameReader(tmp_path / "x.mp4", 1, threads=-1)
 
 
 def _box(kind: bytes, payload: bytes = b"", large: bool = False) -> bytes:
