@@ -161,7 +161,7 @@ class TrackIds:
         """The track's last box touches the left or right frame edge and it was moving out there."""
         if self.frame_size is None or len(history) < 2:
             return False
-        (_s0, first), (_s1, last) = history[0], history[-1]
+        first, last = history[0][1], history[-1][1]  # (step, box) pairs
         vx = (last[0] + last[2] - first[0] - first[2]) / 2
         return bool((last[0] <= BORDER_PX and vx < 0) or (last[2] >= self.frame_size[0] - BORDER_PX and vx > 0))
 
