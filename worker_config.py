@@ -135,9 +135,9 @@ class Settings(BaseModel):
     # on a 2-core Xeon with AMX) and the most cameras per core with one worker per core (README, Performance).
     detector_threads: Optional[int] = Field(None, ge=1, le=256)
     # FFmpeg's decoding threads.  None = 1 where the detector runs on the CPU: there the cores are the limit, and
-    # FFmpeg's frame threads cost 1.2-2.2x the CPU a frame for the same wall time (640x360 0.55 vs 0.8-1.2 ms a
-    # processed frame at stride 3 on a 2-core Xeon; end to end 7.5 -> 6.9 ms CPU a frame, 8 % more fps); on a GPU
-    # FFmpeg's own choice (every core).  0 = FFmpeg's choice; n = n threads.
+    # FFmpeg's frame threads cost 1.5-2x the CPU a frame for the same wall time (640x360 0.55 vs 0.8-1.2 ms a
+    # processed frame at stride 3 on a 2-core Xeon; end to end 7.5 -> 7.25 ms CPU a frame); beside a GPU
+    # (device cuda[:N]) OpenCV's choice.  0 = OpenCV's choice (the usable cores, at most 16); n = n threads.
     decode_threads: Optional[int] = Field(None, ge=0, le=64)
     # auto = OpenVINO's own choice for the CPU (bfloat16 with AMX / AVX-512 BF16, else float32), or the
     # NNCF INT8 export where a timing at export showed it faster on this CPU and its detections agree with

@@ -33,7 +33,9 @@ class DetectorLike(Protocol):
     """``detect(frame) -> D x 6``; a detector may also have ``prepare(width, height)``, called
     with the video's frame size before the first frame (the exported runtime's input size),
     ``detect_batch(frames) -> [D x 6]`` (used when ``settings.detector_batch`` > 1) and
-    ``stages(width, height) -> DetectorStages | None`` (its steps, run apart: see :func:`detected`)."""
+    ``stages(width, height) -> DetectorStages | None`` (its steps, run apart: see :func:`detected`)
+    and ``device`` (``cpu``, ``cuda:N``: where it computes; without it, ``cpu``), which sizes the
+    decoder's threads (video.decode_threads)."""
 
     def detect(self, frame: np.ndarray) -> np.ndarray: ...
 

@@ -143,7 +143,8 @@ _END = object()
 
 def decode_threads(setting: Optional[int], detector_device: str) -> int:
     """FFmpeg's decoding threads for ``decode_threads`` = ``setting`` beside a detector on
-    ``detector_device`` (``cpu``, ``cuda:0`` ...); 0 = FFmpeg's own choice (every core).
+    ``detector_device`` (``cpu``, ``cuda:0`` ...); 0 = OpenCV's choice for FFmpeg (the usable cores,
+    at most 16; OpenCV's OPENCV_FFMPEG_THREADS is not consulted once a count is passed).
 
     Unset: 1 beside a CPU detector, which keeps every core busy; FFmpeg's frame threads then
     only add their hand-offs (640x360 at stride 3 on a 2-core Xeon: 0.55 ms of CPU a processed
@@ -151,13 +152,16 @@ def decode_threads(setting: Optional[int], detector_device: str) -> int:
     cores are free, and more threads decode a frame sooner (1080p: 3.5 vs 4.5 ms)."""
     if setting is not None:
         return setting
-    return 1 if detector_device == "cpu" else 0
+    return 0 if detector_device.startswith("cuda") else 1  # a GPU is "cuda[:N]", as everywhere here
 
 
 def _reader(path: str, stride: int, threads: int, out: "queue.Queue", stop: threading.Event, grabbed: list) -> None:
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
-    grabbed[1] = int(cap.get(cv2.CAP_PROP_N_THREADS))  # what FFmpeg runs (0 asked: the core count)
+    cap = None
     try:
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
+        if not cap.isOpened():
+            raise OSError(f"OpenCV's FFmpeg backend could not open {os.path.basename(path)}")
+        grabbed[1] = int(cap.get(cv2.CAP_PROP_N_THREADS))  # what FFmpeg runs (0 asked: the core count)
         index = -1
         while not stop.is_set():
             if not cap.grab():
@@ -181,7 +185,8 @@ def _reader(path: str, stride: int, threads: int, out: "queue.Queue", stop: thre
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
         out.put(exc)
     finally:
-        cap.release()
+        if cap is not None:
+            cap.release()
 
 
 class FrameReader:

@@ -49,6 +49,19 @@ def full_area_grey(frame: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(grey, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
 
 
+@pytest.mark.parametrize("shape, k", [((1080, 1920, 3), 3), ((2160, 3840, 3), 6), ((720, 1280, 3), 2),
+                                      ((360, 640, 3), 1)])
+def test_big_frames_are_thinned_before_the_grey_average(shape, k):
+    """Every k-th pixel (k = W // 640 for a 320 px test image), then the grey area average: a
+    640x360 frame is averaged whole, as before."""
+    frame = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    h, w = shape[:2]
+    thinned = frame if k == 1 else cv2.resize(frame, (w // k, h // k), interpolation=cv2.INTER_NEAREST)
+    expected = cv2.resize(cv2.cvtColor(thinned, cv2.COLOR_BGR2GRAY), (320, round(h * 320 / w)),
+                          interpolation=cv2.INTER_AREA)
+    assert np.array_equal(small_grey(frame, 320), expected)
+
+
 @pytest.mark.parametrize("size", [(1920, 1080), (3840, 2160)])
 @pytest.mark.parametrize("change, moved", [
     ("sensor noise", False),        # grain of sd 4 grey levels on both frames: nothing moved

@@ -118,15 +118,25 @@ def test_a_slow_emit_does_not_hold_up_the_frame_loop(clip_factory):
     assert stats.first_emit_s is not None and stats.first_emit_s < stats.wall_s
 
 
-@pytest.mark.parametrize("device, single", [("cpu", True), ("cuda:0", False)])
-def test_the_decoder_runs_one_thread_beside_a_cpu_detector(clip_factory, device, single):
+@pytest.mark.parametrize("device, requested", [("cpu", 1), ("cuda:0", 0), ("cuda:1", 0), ("mps", 1)])
+def test_the_decoder_runs_one_thread_beside_a_cpu_detector(clip_factory, monkeypatch, device, requested):
     """decode_threads unset: one FFmpeg thread where the detector computes on the CPU (the cores
-    are the limit), FFmpeg's own choice (every core) beside a GPU; the video's stats say which."""
+    are the limit), OpenCV's choice (0: the usable cores) beside a GPU; the video's stats say how
+    many threads decoded."""
     from video_analysis.worker_config import Settings
+    from video_analysis.yolo_worker import pipeline
     from video_analysis.yolo_worker.pipeline import run_pipeline
     from video_analysis.yolo_worker.video import FrameReader, probe
 
     clip = clip_factory(width=320, height=180, fps=25.0, duration_s=1.0, seed=733103, vehicles_per_min=30.0)
+    asked = []
+
+    class Recording(FrameReader):
+        def __init__(self, *args, threads: int = 0, **kw):
+            asked.append(threads)
+            super().__init__(*args, threads=threads, **kw)
+
+    monkeypatch.setattr(pipeline, "FrameReader", Recording)
 
     class Nothing:
         def __init__(self):
@@ -141,10 +151,8 @@ def test_the_decoder_runs_one_thread_beside_a_cpu_detector(clip_factory, device,
 
     s = Settings(device="cpu", progress_interval_s=1e9)
     stats = run_pipeline(clip.video, probe(clip.video), 1, s, Nothing(), NoTracks(), emit=lambda ft: None)
-    assert stats.frames_processed == 25
-    ffmpegs_own = FrameReader(clip.video, 25, threads=0)
-    list(ffmpegs_own)
-    assert stats.decode_threads == (1 if single else ffmpegs_own.decoder_threads)
+    assert stats.frames_processed == 25 and asked == [requested]
+    assert stats.decode_threads == 1 if requested == 1 else stats.decode_threads >= 1
     forced = run_pipeline(clip.video, probe(clip.video), 1, s.model_copy(update={"decode_threads": 2}), Nothing(),
                           NoTracks(), emit=lambda ft: None)
-    assert forced.decode_threads == 2
+    assert asked[-1] == 2 and forced.decode_threads == 2

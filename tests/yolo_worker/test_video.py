@@ -71,6 +71,7 @@ def test_stride_must_be_positive(tmp_path):
     (None, "cpu", 1),       # a CPU detector keeps the cores busy: one decoding thread
     (None, "cuda:0", 0),    # beside a GPU the cores are free: FFmpeg's own choice
     (None, "cuda:1", 0),
+    (None, "mps", 1),       # only cuda[:N] is a GPU here; anything else computes on the CPU
     (0, "cpu", 0),          # asked for: FFmpeg's own choice
     (3, "cpu", 3),
     (2, "cuda:0", 2),
@@ -90,6 +91,12 @@ def test_the_decoders_threads_change_nothing_but_its_speed(tmp_path, threads):
     assert [(f.index, f.ts_ms) for f in frames] == [(f.index, f.ts_ms) for f in reference]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(frames, reference))
     assert reader.decoder_threads == threads if threads else reader.decoder_threads >= 1
+
+
+def test_a_file_the_decoder_cannot_open_is_bad_media_not_an_empty_video(tmp_path):
+    reader = FrameReader(tmp_path / "missing.mp4", 1, threads=1)
+    with pytest.raises(BadMedia, match="could not open missing.mp4"):
+        list(reader)
 
 
 def test_decode_threads_must_not_be_negative(tmp_path):
