@@ -178,9 +178,9 @@ class Settings(BaseModel):
     # detector's exports, keyed by the bundle's hash), PyTorch on CUDA or without the openvino package;
     # torch = always PyTorch.  Other formats (ONNX, IR, .pt2, TorchScript) run as they are.
     main_runtime: Literal["auto", "torch", "openvino"] = "auto"
-    # Where the main model runs in OpenVINO (a CVITX bundle's export, an ONNX model or OpenVINO IR): auto = OpenVINO's own
-    # choice (bfloat16 with AMX / AVX-512 BF16: 1.2x faster a snapshot on a Xeon, top-1 flipped on 1 snapshot
-    # in 44 against float32), f32 = PyTorch's answers to 1e-6; f16/bf16 where the CPU has them.
+    # Where the main model runs in OpenVINO (a CVITX bundle's export, an ONNX model or OpenVINO IR): auto =
+    # OpenVINO's own choice (bfloat16 with AMX / AVX-512 BF16: 1.2x faster a snapshot on a Xeon, top-1 flipped
+    # on 1 snapshot in 44 against float32), f32 = PyTorch's answers to 1e-6; f16/bf16 where the CPU has them.
     main_precision: Literal["auto", "f32", "f16", "bf16"] = "auto"
 
     # --- logging -------------------------------------------------------------

@@ -121,7 +121,8 @@ def load_bundle(path: str | Path, *, check: bool = True, runtime: str = "torch",
     formats/bundle_export.py's ``choose_runtime``) applies to a CVITX bundle only: ``openvino``
     runs its network from an ONNX export cached in ``cache_dir`` (PyTorch, with one warning,
     where that fails); ``ov_config`` adds OpenVINO compile properties to that export and to an
-    OpenVINO IR or an ONNX model OpenVINO runs (``main_precision``: variants.openvino_config).  Every other format runs as it is."""
+    OpenVINO IR or an ONNX model OpenVINO runs (``main_precision``: variants.openvino_config).
+    Every other format runs as it is."""
     from .formats.card import CardModel, card_path, load_card
     from .formats.onnx import is_ultralytics_classify, onnx_metadata
 

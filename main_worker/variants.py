@@ -63,11 +63,10 @@ def openvino_config(settings: Settings) -> Optional[dict[str, str]]:
     from ..worker_utils.runtimes import cpu_capabilities, openvino_available
     from .formats.bundle_export import precision_config
 
-    if settings.main_precision in ("auto", "f32") and not openvino_available():
-        return None  # PyTorch and ONNX Runtime compute float32 already: nothing to say
     if not openvino_available():
-        log.warning(f"main_precision={settings.main_precision} applies where OpenVINO runs the main model, and "
-                    "the openvino package is not installed: the main model runs in float32")
+        if settings.main_precision not in ("auto", "f32"):  # PyTorch / ONNX Runtime run f32: nothing to say
+            log.warning(f"main_precision={settings.main_precision} applies where OpenVINO runs the main model, and "
+                        "the openvino package is not installed: the main model runs in float32")
         return None
     config, warning = precision_config(settings.main_precision, cpu_capabilities())
     if warning:

@@ -160,7 +160,8 @@ def _reader(path: str, stride: int, threads: int, out: "queue.Queue", stop: thre
     try:
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
         if not cap.isOpened():
-            raise OSError(f"OpenCV's FFmpeg backend could not open {os.path.basename(path)}")
+            raise OSError(f"OpenCV's FFmpeg backend could not open {os.path.basename(path)}: upload "
+                          "an H.264/MPEG-4 MP4")
         grabbed[1] = int(cap.get(cv2.CAP_PROP_N_THREADS))  # what FFmpeg runs (0 asked: the core count)
         index = -1
         while not stop.is_set():
