@@ -292,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import analyze, check_model, demo
+    from . import analyze, check_model, demo, evaluate
 
-    return [demo.register, analyze.register, check_model.register]
+    return [demo.register, analyze.register, check_model.register, evaluate.register]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -306,7 +306,7 @@ def _run(args: argparse.Namespace) -> int:
         if ignored:
             print(f"warning: {ignored_env_overrides_message(ignored)}", file=sys.stderr)
         # demo/analyze print their own step lines; the workers' JSON logs go to files under --out.
-        setup_logging("WARNING" if args.command in ("demo", "analyze") else settings.log_level)
+        setup_logging("WARNING" if args.command in ("demo", "analyze", "eval") else settings.log_level)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -60,9 +60,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                       cmt_model=args.cmt_model, frame_stride=args.frame_stride, annotated=args.annotated,
                       timeout_s=args.timeout)
     info = {}
+    frames: dict[str, int] = {}
     notice: list[Optional[str]] = [None]
 
     def report(result: JobResult) -> Path:
+        from ..eval.run_record import write_job_record
+
+        # each snapshot's frame index and box, for `eval real --run` (results.json has no frame index)
+        write_job_record(result, opts.video, {**info, **frames})
         return write_job_report(result, f"CVITX analysis of {opts.video.name}", video_info=info or None,
                                 annotated=write_annotated(result, opts), notice=notice[0])
 
@@ -73,6 +78,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
         vi = check_video(opts.video)
         info.update(width=vi.width, height=vi.height, fps=vi.fps, duration_s=vi.duration_s)
+        frames["frame_count"] = vi.frame_count
         # the job's own settings (run_job builds them the same way, plus its private stack's)
         notice[0] = demo_weights_notice(build_settings({}, **_bundle_changes(opts)), opts.video, vi.frame_count)
         if notice[0]:

@@ -5,6 +5,14 @@
     python -m video_analysis.eval tracking   [--weights detector.pt] [--seed 500001] [--clips 1] [--duration 30] [--stride 3|auto]
     python -m video_analysis.eval plate-color [--n 100] [--bundle main.pt] [--no-plates]
     python -m video_analysis.eval all        (classifier, detector, tracking: one JSON object)
+    python -m video_analysis.eval real VIDEO GT.json [--run DIR] [--weights detector.pt] [--stride N]
+    python -m video_analysis.eval sheets VIDEO [--out DIR] [--every N]
+
+``real`` scores the snapshots of a real clip against a hand-made ground truth (eval/real.py):
+with ``--run`` those a previous ``analyze --out DIR`` left, else it runs the yolo worker's
+pipeline on VIDEO with the configured detector.  ``sheets`` writes contact sheets (frames with
+their number and a pixel ruler) for writing such a ground truth.  ``python -m video_analysis
+eval ...`` is the same command.
 
 Every figure is printed as JSON.  ``classifier`` and ``detector`` use the same unseen seed
 range (``synth.datasets.EVAL_SEEDS``) as the ``metrics.json`` files beside the committed
@@ -20,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from ..worker_config import Settings, build_settings
+from ..worker_utils.errors import WorkerError
 
 
 def _classifier(args, settings: Settings) -> dict:
@@ -77,6 +86,30 @@ def _plate_color(args, settings: Settings) -> dict:
     return evaluate_plate_color(args.n, bundle, plates=not args.no_plates)
 
 
+def _real(args, settings: Settings) -> dict:
+    from .real import evaluate_real, summary_line
+
+    if args.weights:
+        settings = settings.replace(detector_path=str(Path(args.weights).resolve()))
+    if args.run and (args.weights or args.stride):
+        raise ValueError("--weights and --stride choose how the pipeline runs; with --run the snapshots "
+                         "come from that run: give one or the other")
+    report = evaluate_real(args.video, args.gt, settings, run_dir=args.run, stride=args.stride, grow=args.grow,
+                           edge_px=args.edge_px)
+    if report.get("notice"):
+        print(f"note: {report['notice']}", file=sys.stderr)
+    print(summary_line(report), file=sys.stderr)
+    return report
+
+
+def _sheets(args, _settings: Settings) -> dict:
+    from .sheets import write_sheets
+
+    paths = write_sheets(args.video, args.sheets_out, every=args.every, cols=args.cols, rows=args.rows,
+                         tile_width=args.tile_width, grid=args.grid, start=args.start, end=args.end)
+    return {"video": str(args.video), "every": args.every, "sheets": [str(p) for p in paths]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m video_analysis.eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--bundle", help="main-model bundle whose colour head is scored too")
     pc.add_argument("--n", type=int, default=100)
     pc.add_argument("--no-plates", action="store_true", help="colour only (OCR takes ~0.1 s a snapshot)")
+    r = sub.add_parser("real", help="snapshots of a real clip against a hand-made ground truth (eval/real.py)")
+    r.add_argument("video", help="the clip (.mp4)")
+    r.add_argument("gt", help="its ground truth: [{id, first_frame, last_frame, kind, note, boxes?}, ...]")
+    r.add_argument("--run", help="score what `analyze --out DIR` left in DIR instead of running the pipeline")
+    r.add_argument("--weights", help="detector weights (default: the configured detector_path)")
+    r.add_argument("--stride", type=int, help="frame stride (default: default_frame_stride of the settings)")
+    r.add_argument("--grow", type=float, default=0.25,
+                   help="a drawn box is grown by this fraction of its size on each side for the centre test")
+    r.add_argument("--edge-px", type=float, default=2.0,
+                   help="a snapshot box this close to the frame edge is a cut-off picture (default 2 px)")
+    sh = sub.add_parser("sheets", help="contact sheets (frame number + pixel ruler) for writing a ground truth")
+    sh.add_argument("video")
+    sh.add_argument("--out", dest="sheets_out", default="out/sheets", help="directory (default: out/sheets)")
+    sh.add_argument("--every", type=int, default=10, help="every N-th frame (default 10)")
+    sh.add_argument("--cols", type=int, default=3)
+    sh.add_argument("--rows", type=int, default=4)
+    sh.add_argument("--tile-width", type=int, help="tile width in px (default: the frame's, at most 640)")
+    sh.add_argument("--grid", type=int, help="grid spacing in original-frame px (default: 50 at 640 wide)")
+    sh.add_argument("--start", type=int, default=0, help="first frame")
+    sh.add_argument("--end", type=int, help="last frame (default: the last)")
     a = sub.add_parser("all", help="classifier, detector and tracking")
     for p in (c, a):
         p.add_argument("--bundle", help="main-model bundle (default: the configured main_model_path)")
@@ -109,9 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = build_settings(device="cpu")
-    runs = {"classifier": _classifier, "detector": _detector, "tracking": _tracking, "plate-color": _plate_color}
+    runs = {"classifier": _classifier, "detector": _detector, "tracking": _tracking, "plate-color": _plate_color,
+            "real": _real, "sheets": _sheets}
     chosen = ["classifier", "detector", "tracking"] if args.what == "all" else [args.what]
-    result = {name: runs[name](args, settings) for name in chosen}
+    try:
+        result = {name: runs[name](args, settings) for name in chosen}
+    except (ValueError, WorkerError) as exc:
+        if args.what not in ("real", "sheets"):
+            raise
+        # a wrong file or option given to real/sheets: one line that says what to fix
+        print(f"eval {args.what}: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
+        return 2
     text = json.dumps(result if len(result) > 1 else result[chosen[0]], indent=1)
     print(text)
     if getattr(args, "out", None):
