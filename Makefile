@@ -57,6 +57,10 @@ deps-demo:  # what the demo needs
 # Two test processes (most tests wait on real worker processes, a database outage, a long poll),
 # then the few that need the machine to themselves (marker "serial").
 test: venv deps
+	@# The CPU first, so that a CI log says what it ran on (OpenVINO's precision and speed depend on it).
+	@$(BIN)/python -c "from video_analysis.bench.common import cpu_info, cpu_line; c = cpu_info(); \
+	  from video_analysis.worker_utils.runtimes import cpu_capabilities; \
+	  print('CPU:', cpu_line(c), '|', c.get('cpu_id'), '| OpenVINO offers', ' '.join(cpu_capabilities()) or '-')"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
 	$(BIN)/python -m pytest -q -m serial --durations=5
 

@@ -129,10 +129,12 @@ class Settings(BaseModel):
     detector_cache_dir: Optional[str] = None  # None = $CACHE_DIRECTORY (systemd) or ~/.cache, + /cvitx-video-analysis/detector
     # frames per detector forward pass (GPU: 8-16 with fp16; CPU/ONNX Runtime gain nothing: 1)
     detector_batch: int = Field(1, ge=1, le=64)
-    # The exported runtime's threads (NMS runs on 1); None = every core this process may run on (at most 8):
-    # a float32 detector on an AVX2-only 2-core EPYC ran 1.5x faster on 2 threads.  1 leaves a core to the
-    # decoder and the tracker: faster end to end for a small detector in bfloat16 (249 vs 201 fps at 320 px
-    # on a 2-core Xeon with AMX) and the most cameras per core with one worker per core (README, Performance).
+    # The exported runtime's threads (NMS runs on 1).  None = measured once per host, model and input size:
+    # every core this process may run on (at most 8) only where the detector alone ran >= 1.25x faster on them
+    # than on 1 (detector_runtime.choose_threads; recorded beside the export), else 1.  A float32 detector on
+    # an AVX2-only 2-core EPYC ran 1.5x faster on 2 threads; a small one in bfloat16 gained too little on 2
+    # cores (Xeon AMX 1.17x alone, 0.97x end to end; EPYC AVX-512 BF16 0.87x alone).  1 also gives the most
+    # cameras per core with one worker per core (README, Performance).
     detector_threads: Optional[int] = Field(None, ge=1, le=256)
     # FFmpeg's decoding threads.  None = 1 where the detector runs on the CPU: there the cores are the limit, and
     # FFmpeg's frame threads cost 1.5-2x the CPU a frame for the same wall time (640x360 0.55 vs 0.8-1.2 ms a
@@ -140,8 +142,9 @@ class Settings(BaseModel):
     # (device cuda[:N]) OpenCV's choice.  0 = OpenCV's choice (the usable cores, at most 16); n = n threads.
     decode_threads: Optional[int] = Field(None, ge=0, le=64)
     # auto = OpenVINO's own choice for the CPU (bfloat16 with AMX / AVX-512 BF16, else float32), or the
-    # NNCF INT8 export where a timing at export showed it faster on this CPU and its detections agree with
-    # float32's; f32/f16/bf16 force OpenVINO's inference precision; int8 = the INT8 export always.
+    # NNCF INT8 export where a timing at export showed it clearly faster on this CPU (>= 1.30x, the median
+    # of 5 rounds; decided once per host and recorded) and its detections agree with float32's;
+    # f32/f16/bf16 force OpenVINO's inference precision; int8 = the INT8 export always.
     detector_precision: Literal["auto", "f32", "f16", "bf16", "int8"] = "auto"
     # A folder of a team's own frames (JPEG/PNG) to calibrate the INT8 export on; None = generated scenes.
     detector_calibration_dir: Optional[str] = None
@@ -297,6 +300,19 @@ def build_settings(environ: Optional[Mapping[str, str]] = None, **changes: Any) 
             shown = repr(values.get(field)) if field in values else "(default)"
             problems.append(f"{where}={shown}: {err['msg']}; allowed: {_describe_allowed(field)}")
         raise ConfigError("invalid configuration: " + " | ".join(problems)) from None
+
+
+ONEDNN_ISA_VAR = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own kernel cap (not a CVITX setting); OpenVINO's CPU plugin honours it
+
+
+def onednn_isa_cap(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """oneDNN's kernel cap for this process (``ONEDNN_MAX_CPU_ISA``, upper case), or None.  Read
+    here because OpenVINO's CPU plugin obeys it for its kernels but not for the capabilities it
+    reports: under ``AVX2`` it still offers BF16, picks it by default and then finds no kernels
+    (worker_utils/runtimes.py).  It is how the tests and ``bench --isa avx2`` stand in for an
+    AVX2-only CPU."""
+    environ = os.environ if environ is None else environ
+    return (environ.get(ONEDNN_ISA_VAR) or "").strip().upper() or None
 
 
 def env_overrides_enabled(environ: Mapping[str, str]) -> bool:

@@ -19,7 +19,7 @@ naive ultralytics ``model.track`` loop, on the same clip, weights and stride, in
 Clips: continuous traffic (``scene="road"``: figures a and b) and the static-camera case
 (``scene="carpark"``: parked vehicles and occasional movers, figure
 ``static_end_to_end_vs_naive``).  :func:`bench_threads` runs the detector-only loop and the
-ungated end-to-end run at ``detector_threads`` 1 and at the default (every usable core) side
+ungated end-to-end run at ``detector_threads`` 1 and at every usable core side
 by side: how much the decoder, tracker and detector overlap on this machine.
 
 Each variant runs ``rounds`` times, alternating; the fastest round of each is reported
@@ -36,11 +36,13 @@ from typing import Any, Callable, Iterator
 from ..eval.scoring import score_analyses
 from ..synth.clip import load_ground_truth
 from ..worker_utils.imaging import clamp_box, crop_with_margin, encode_jpeg, letterbox, sharpness
+from ..worker_utils.measured import on_own_thread
 from ..worker_utils.poller import HandlerContext
 from ..worker_utils.repository import list_analyses
 from ..worker_utils.sqs_queue import SqsQueues
 from ..worker_utils.submit import submit_video
 from ..yolo_worker.detector import Detector
+from ..yolo_worker import detector_runtime as rt
 from ..yolo_worker.detector_runtime import usable_cores
 from ..yolo_worker.selection import TrackBook, make_candidate
 from ..yolo_worker.video import FrameReader, probe
@@ -129,23 +131,13 @@ def run_detector_only(detector: Detector, frames: list) -> dict[str, Any]:
     OpenVINO on 2 threads: 117-147 vs 216-321 fps at 320 px): torch's NMS there runs on its
     OpenMP pool (set to the detector's thread count), whose spinning workers take the cores
     from OpenVINO's; with torch at 1 thread both ran alike (240-289 fps)."""
-    out: dict[str, Any] = {}
+    def loop() -> dict[str, Any]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for img in frames:
+            detector.detect(img)
+        return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "frames": len(frames)}
 
-    def loop() -> None:
-        try:
-            t0, c0 = time.perf_counter(), time.process_time()
-            for img in frames:
-                detector.detect(img)
-            out["wall_s"], out["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
-        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
-            out["error"] = exc
-
-    t = threading.Thread(target=loop, name="bench-detector-only")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return {"wall_s": out["wall_s"], "cpu_s": out["cpu_s"], "frames": len(frames)}
+    return on_own_thread(loop)
 
 
 def run_naive(settings, weights: Path, imgsz: int, path: Path, stride: int) -> dict[str, Any]:
@@ -289,9 +281,14 @@ def bench_threads(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, ru
         from ..yolo_worker.worker import YoloWorker
 
         frames = [f.image for f in FrameReader(path, stride)]
+        # Every usable core against one, each set explicitly: the default (detector_threads unset) is
+        # whichever of the two the detector measured on this host, reported beside them.
+        measured_default = Detector(s)
+        measured_default.prepare(info.width, info.height)
         s_one = s.model_copy(update={"detector_threads": 1})
+        s_all = s.model_copy(update={"detector_threads": rt.default_threads()})
         runs: dict[str, tuple[Detector, Any]] = {}
-        for label, st in (("default", s), ("1", s_one)):
+        for label, st in (("default", s_all), ("1", s_one)):
             det = Detector(st)
             det.detect(frames[0])  # load / export outside the timings
             worker = YoloWorker(st, detector=det)
@@ -302,7 +299,7 @@ def bench_threads(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, ru
             return torch_runs(fn, runs[label][0])
 
         variants = []
-        for label, st in (("1", s_one), ("default", s)):
+        for label, st in (("1", s_one), ("default", s_all)):
             det, worker = runs[label]
             variants += [(f"detector_only_threads_{label}", timed(label, lambda det=det: run_detector_only(det, frames))),
                          (f"end_to_end_threads_{label}",
@@ -311,7 +308,9 @@ def bench_threads(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, ru
         default_threads = runs["default"][0].threads
         return {
             "clip": {"path": path.name, "frames": info.frame_count, "frame_stride": stride},
-            "detector": {**detector_record(runs["default"][0]), "threads": {"default": default_threads, "one": 1},
+            "detector": {**detector_record(runs["default"][0]),
+                         "threads": {"default": default_threads, "one": 1,
+                                     "measured_choice": measured_default.threads},
                          "precision_threads_1": detector_precision(runs["1"][0])},
             "motion_gating": False,
             **best,

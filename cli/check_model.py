@@ -68,6 +68,7 @@ def main_model_lines(path: Path, runs: int) -> list[str]:
 def detector_lines(path: Path, runs: int) -> list[str]:
     from ..main_worker.model import median_ms
     from ..worker_config import get_settings
+    from ..yolo_worker import detector_runtime as rt
     from ..yolo_worker.detector import Detector, class_mapping
     from ..yolo_worker.tracking import reid_status
 
@@ -77,9 +78,12 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     ms = median_ms(lambda: det.detect(frame), runs)
     exported = next(iter(det._exported.values()), None)
     mapped, ignored = class_mapping(det.names, det.lookup)
+    reasons = rt.recorded_reasons(exported, det.cache_dir) if exported is not None else {}
     return [f"kind        detector ({len(det.names)} classes)",
             f"format      {path.suffix.lstrip('.') or 'directory'}",
-            f"runtime     {det.runtime} on {det.device}, precision {getattr(exported, 'precision', 'f32')}",
+            f"runtime     {det.runtime} on {det.device}, precision {getattr(exported, 'precision', 'f32')}"
+            f"{' (' + reasons['precision'] + ')' if 'precision' in reasons else ''}",
+            f"threads     {det.threads}{' (' + reasons['threads'] + ')' if 'threads' in reasons else ''}",
             f"input       {det.imgsz} (longest side)",
             f"classes     {', '.join(mapped) or 'none'}",
             f"ignored     {len(ignored)} classes{': ' + ', '.join(ignored[:12]) if ignored else ''}"

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..worker_utils.imaging import DEFAULT_PAD_VALUE
 from ..worker_utils.offline import import_openvino
-from ..worker_utils.runtimes import openvino_available, precision_name
+from ..worker_utils.runtimes import default_compile_config, kernel_cap_hides_bf16, openvino_available, precision_name
 from ..worker_utils.vocab import is_valid_plate, normalize_plate
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,11 @@ class OpenVinoOcr:
 
         core = ov.Core()
         det = _with_uint8_input(core.read_model(det_path), det_mean, det_std)
-        self._det = core.compile_model(det, "CPU", {"PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
-        self._det_many = core.compile_model(det, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+        latency, throughput = (default_compile_config({"PERFORMANCE_HINT": h}) for h in ("LATENCY", "THROUGHPUT"))
+        self._det = core.compile_model(det, "CPU", latency).create_infer_request()
+        self._det_many = core.compile_model(det, "CPU", throughput)
         self.streams = int(self._det_many.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        rec = core.compile_model(core.read_model(rec_path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        rec = core.compile_model(core.read_model(rec_path), "CPU", latency)
         self._rec = rec.create_infer_request()
         self.precision = precision_name(rec.get_property("INFERENCE_PRECISION_HINT"))
         self._queue: Any = None
@@ -201,9 +202,14 @@ def rapidocr_model_paths() -> tuple[str, str]:
 
 
 def plate_runtime(requested: str) -> str:
-    """``"openvino"`` or ``"onnxruntime"`` for the requested ``auto`` / ``openvino`` / ``onnxruntime``."""
+    """``"openvino"`` or ``"onnxruntime"`` for the requested ``auto`` / ``openvino`` / ``onnxruntime``.
+
+    ``auto`` under a oneDNN kernel cap that hides the CPU's bfloat16 (an AVX2-only CPU emulated on
+    an AVX-512 one: the tests, ``bench --isa avx2``) is ONNX Runtime: there OpenVINO's float32
+    recogniser segfaulted on its first inference (AMD EPYC with AVX-512 BF16 under
+    ``ONEDNN_MAX_CPU_ISA=AVX2``, OpenVINO 2026.4.1), and bfloat16 has no kernels."""
     if requested == "auto":
-        return "openvino" if openvino_available() else "onnxruntime"
+        return "openvino" if openvino_available() and not kernel_cap_hides_bf16() else "onnxruntime"
     return requested
 
 

@@ -24,15 +24,53 @@ def precision_name(value: object) -> str:
     return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(text, text)
 
 
+# oneDNN ISA names (ONEDNN_MAX_CPU_ISA) that leave no bfloat16 / float16 kernels: under such a cap
+# the CPU computes as an AVX2-only or AVX-512 (no BF16) one does, float32.
+NO_HALF_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
+
+
+def capped_capabilities(capabilities: Sequence[str], isa_cap: Optional[str]) -> tuple[str, ...]:
+    """OpenVINO's CPU ``capabilities`` as the kernels under oneDNN's ``isa_cap`` can serve them
+    (pure): ``BF16`` and ``FP16`` gone under a cap in :data:`NO_HALF_ISAS`, as on such a CPU."""
+    if isa_cap and isa_cap.upper() in NO_HALF_ISAS:
+        return tuple(c for c in capabilities if c not in ("BF16", "FP16"))
+    return tuple(capabilities)
+
+
 @lru_cache(maxsize=1)
-def cpu_capabilities() -> tuple[str, ...]:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU (``FP32``, ``BF16``, ``FP16``, ``INT8`` ...);
-    empty without the openvino package."""
+def raw_capabilities() -> tuple[str, ...]:
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of the CPU as it reports them (from CPUID; a oneDNN
+    kernel cap does not change them); empty without the openvino package."""
     if not openvino_available():
         return ()
     from .offline import import_openvino
 
     return tuple(import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def cpu_capabilities() -> tuple[str, ...]:
+    """What OpenVINO can compute in on this CPU (``FP32``, ``BF16``, ``FP16``, ``INT8`` ...), under
+    this process's oneDNN kernel cap (worker_config.onednn_isa_cap)."""
+    from ..worker_config import onednn_isa_cap
+
+    return capped_capabilities(raw_capabilities(), onednn_isa_cap())
+
+
+def default_compile_config(config: Optional[dict]) -> dict:
+    """``config`` (OpenVINO compile properties) with float32 asked for where no precision is and a
+    oneDNN kernel cap hides the bfloat16 the CPU reports: OpenVINO would pick bfloat16 from CPUID
+    and find no kernels ("Supported primitive descriptors list is empty").  On a real AVX2-only
+    CPU its own default is float32 anyway, so this makes the cap behave like that CPU."""
+    config = dict(config or {})
+    if "INFERENCE_PRECISION_HINT" not in config and kernel_cap_hides_bf16():
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    return config
+
+
+def kernel_cap_hides_bf16() -> bool:
+    """True when this process's oneDNN kernel cap hides the bfloat16 this CPU reports (an AVX2-only
+    CPU emulated on a bigger one: tests, ``bench --isa avx2``)."""
+    return "BF16" in raw_capabilities() and "BF16" not in cpu_capabilities()
 
 
 def float_hint(requested: str, capabilities: Sequence[str], setting: str) -> tuple[Optional[str], Optional[str]]:

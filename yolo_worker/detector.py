@@ -145,7 +145,10 @@ class Detector:
         # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
         self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
         self.cache_dir = settings.detector_cache_path()
-        self.threads = settings.detector_threads or rt.default_threads()  # every usable core (at most 8)
+        # detector_threads; unset: an exported runtime's count is measured once per host, model and
+        # size (detector_runtime.choose_threads), PyTorch's is every usable core (at most 8).
+        self.threads_setting = settings.detector_threads
+        self.threads = settings.detector_threads or rt.default_threads()
         # detector_precision: OpenVINO's float precision, or its INT8 export (int8; auto where it pays).
         self.precision = settings.detector_precision
         self.calibration_dir = (settings.resolve_path(settings.detector_calibration_dir)
@@ -195,8 +198,8 @@ class Detector:
         try:
             if self._digest is None:
                 self._digest = rt.weights_digest(self.path)
-            model = rt.load_exported(self.runtime, self.path, size, self.cache_dir, self._digest, self.threads,
-                                     self.precision, self.calibration_dir, (width, height))
+            model = rt.load_exported(self.runtime, self.path, size, self.cache_dir, self._digest,
+                                     self.threads_setting, self.precision, self.calibration_dir, (width, height))
         except Exception as exc:  # noqa: BLE001 - any export/load failure: PyTorch still works
             reason = str(exc) if isinstance(exc, rt.ExportFailed) else f"{type(exc).__name__}: {exc}"
             log.warning(f"detector runtime {self.runtime} unavailable, running PyTorch instead: {reason}",
@@ -206,11 +209,13 @@ class Detector:
             self._exported.clear()
             return None
         self._exported[size] = model
+        self.threads = model.threads  # what the runtime runs on (measured where the setting is unset)
         while len(self._exported) > rt.MAX_LOADED:
             self._exported.popitem(last=False)
         log.info("detector runtime ready", extra={"runtime": self.runtime, "model": str(model.path),
                                                    "input_size": f"{size[0]}x{size[1]}",
-                                                   "precision": getattr(model, "precision", "f32")})
+                                                   "precision": getattr(model, "precision", "f32"),
+                                                   "threads": model.threads})
         return model
 
     def _to_taxonomy(self, data: np.ndarray) -> np.ndarray:

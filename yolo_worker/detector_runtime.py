@@ -14,6 +14,10 @@ the adapters (export, load, run).
   the weights, which under systemd's ProtectSystem=strict is read-only) and is renamed into place
   atomically, so workers racing on one host converge on one complete file.  The INT8 export
   (``detector_precision`` int8/auto, quantize.py) sits beside it as ``...-<h>x<w>-int8.xml/.bin/.json``.
+* **Threads.**  ``detector_threads`` unset: one thread or every usable core (at most 8), whichever
+  :func:`choose_threads` measured for this model and size on this host (more threads only where
+  the detector alone runs clearly faster on them), once, recorded beside the export as
+  ``...-<h>x<w>-threads.json`` and followed by every later load.
 * **Precision.**  OpenVINO only: ``f32``/``f16``/``bf16`` set its INFERENCE_PRECISION_HINT (where the
   CPU has it, :func:`float_precision_hint`), ``auto`` leaves its own choice unless the INT8 export pays.
 * **Running.**  Letterbox, NMS and box scaling are ultralytics' own functions with the arguments
@@ -29,17 +33,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..worker_utils import model_files
+from ..worker_utils import measured, model_files
 from ..worker_utils.model_files import export_workdir, file_digest
 from ..worker_utils.offline import import_openvino, ultralytics_offline
-from ..worker_utils.runtimes import cpu_capabilities, float_hint, openvino_available, precision_name
+from ..worker_utils.runtimes import (cpu_capabilities, default_compile_config, float_hint, openvino_available,
+                                     precision_name)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,7 @@ CACHE_SUFFIXES = {
     "int8": "-int8.xml",        # the NNCF INT8 model (OpenVINO IR; its weights in the .bin beside it)
     "int8-bin": "-int8.bin",
     "int8-json": "-int8.json",  # how it was made, and the auto precision decision (quantize.py)
+    "threads": "-threads.json",  # the measured thread count (choose_threads)
 }
 
 
@@ -115,12 +122,55 @@ def usable_cores() -> int:
 
 
 def default_threads(cores: Optional[int] = None) -> int:
-    """Every usable core, at most 8 (a single-image latency request scales no further).
-
-    Not "all but one for the decoder" (ultralytics' choice for PyTorch): the decoder and the
-    tracker mostly wait for the detector, and on 2 cores one detector thread left a third of the
-    machine idle (27.3 vs 18.4 ms a frame for the demo detector on an AMD EPYC, AVX2)."""
+    """Every usable core, at most 8 (a single-image latency request scales no further): the
+    thread count :func:`choose_threads` weighs against one thread, and the PyTorch runtime's."""
     return min(8, max(1, cores if cores is not None else usable_cores()))
+
+
+def thread_candidates(cores: int) -> tuple[int, ...]:
+    """The thread counts :func:`choose_threads` times on a host with ``cores`` usable cores: one,
+    and every core (at most 8); just one on a single core."""
+    many = default_threads(cores)
+    return (1,) if many == 1 else (1, many)
+
+
+# More threads only where the detector alone runs at least this much faster on them.  Below it the
+# rest of the pipeline (decoding, tracking, NMS, letterbox: 1-1.5 ms of CPU a frame) loses more
+# than the detector gains: on 2 cores, 2 threads against 1 ran the detector alone 1.17x faster and
+# end to end 0.97x on an Intel Xeon with AMX; 1.69x and 1.39x on an AVX2-only AMD EPYC; 0.87x
+# alone on an AMD EPYC with AVX-512 BF16.  So end to end gains only above about 1.2x alone.
+MIN_THREAD_SPEEDUP = 1.25
+THREAD_TIMING_S = 1.0     # seconds of timing per candidate (over measured.ROUNDS rounds)
+THREAD_BUDGET_S = 30.0    # a model slower than this to time is run on every core, unmeasured
+
+
+def thread_choice(ms: Mapping[int, Sequence[float]], min_speedup: float = MIN_THREAD_SPEEDUP) -> tuple[int, str]:
+    """``(threads, reason)`` from per-round timings ``ms[threads] = [ms a frame per round]`` of
+    one and of more threads (pure; the rule of worker_utils/measured.py): the most threads only
+    on a clear gain, else one."""
+    counts = sorted(ms)
+    if len(counts) == 1:
+        return counts[0], "one usable core"
+    one, many = counts[0], counts[-1]
+    take, gain = measured.clear_gain(measured.speedups(ms[one], ms[many]), min_speedup)
+    if take:
+        return many, f"{many} threads {gain:.2f}x faster than {one} (>= {min_speedup}x)"
+    return one, f"{many} threads gain too little on this CPU: {gain:.2f}x {one} thread's (< {min_speedup}x)"
+
+
+def runtime_version(runtime: str) -> str:
+    """The installed version of an exported ``runtime``'s package (OpenVINO / ONNX Runtime)."""
+    if runtime == "openvino":
+        return import_openvino().get_version().split("-")[0]
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def thread_key(runtime: str, hint: Optional[str], cores: int) -> dict:
+    """What a thread decision depends on beyond the model and its input size."""
+    return {"cpu": cpu_name(), "cores": int(cores), "runtime": runtime, "runtime_version": runtime_version(runtime),
+            "precision_hint": hint or "auto"}
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -180,6 +230,7 @@ class OnnxModel:
     own class ids (the caller maps them onto the taxonomy)."""
 
     precision = "f32"  # what the runtime computes in (OpenVINO may run bfloat16, INT8): log lines, bench
+    digest: Optional[str] = None  # the weights' digest, where load_float loaded it
 
     def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None,
                  hint: Optional[str] = None):
@@ -291,7 +342,7 @@ class OpenVinoModel(OnnxModel):
         try:
             ov = import_openvino()
             core = ov.Core()
-            compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            compiled = core.compile_model(core.read_model(str(self.path)), "CPU", default_compile_config(config))
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file
             raise ExportFailed(f"OpenVINO cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
         self.precision = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
@@ -306,6 +357,61 @@ class OpenVinoModel(OnnxModel):
 RUNTIMES = {"onnx": OnnxModel, "openvino": OpenVinoModel}
 
 
+def choose_threads(runtime: str, path: Path, size: Sequence[int], hint: Optional[str], record: Path,
+                   frame_size: Optional[Sequence[int]] = None, cores: Optional[int] = None,
+                   seconds: float = THREAD_TIMING_S, remeasure: bool = False) -> OnnxModel:
+    """The export at ``path`` loaded for ``runtime`` on the thread count measured for it on this
+    host (``detector_threads`` unset): :func:`thread_choice` over :func:`thread_candidates`, timed
+    once (worker_utils/measured.py: rounds, median, margin, under a lock) and recorded in
+    ``record`` (``...-<h>x<w>-threads.json``), which every later load on this host follows.
+
+    What is timed is the detector alone as the benchmark's detector-only loop runs it: letterbox,
+    network and NMS of one ``frame_size`` (W, H) frame on a thread of its own.  The network alone
+    is the wrong figure: on a 2-core AMD EPYC with AVX-512 BF16 it ran 1.4-1.7x faster on 2
+    threads while the whole detection, with the Python around the network between inferences,
+    ran 0.97-1.0x."""
+    cls = RUNTIMES[runtime]
+    cores = usable_cores() if cores is None else cores
+    candidates = thread_candidates(cores)
+    if len(candidates) == 1:
+        return cls(path, size, candidates[0], hint)
+    key = thread_key(runtime, hint, cores)
+    with measured.exclusive(record):
+        found = measured.read_json(record)
+        if not remeasure and measured.applies(found, key) and found.get("threads") in candidates:
+            return cls(path, size, found["threads"], hint)
+        models = {n: cls(path, size, n, hint) for n in candidates}
+        w, h = (int(v) for v in (frame_size or (size[1], size[0])))
+        frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)  # texture, not a flat field
+
+        def detect(m: OnnxModel):
+            return lambda: m.predict(frame, 0.25, 0.5, None)
+        t0 = time.perf_counter()
+        measured.on_own_thread(detect(models[candidates[-1]]))
+        first_ms = (time.perf_counter() - t0) * 1000.0
+        runs = len(candidates) * (measured.WARMUP_RUNS + 2 * measured.ROUNDS)
+        if first_ms * runs / 1000.0 > THREAD_BUDGET_S:
+            threads, reason, ms = candidates[-1], (f"not measured: {first_ms:.0f} ms a frame, about "
+                                                  f"{first_ms * runs / 1000.0:.0f} s to time"), {}
+        else:
+            timed = measured.on_own_thread(lambda: measured.time_rounds([detect(models[n]) for n in candidates],
+                                                                        seconds))
+            ms = dict(zip(candidates, timed))
+            threads, reason = thread_choice(ms)
+        decision = {**key, "threads": threads, "reason": reason, "candidates": list(candidates),
+                    "ms_per_round": {str(n): v for n, v in ms.items()}, "min_speedup": MIN_THREAD_SPEEDUP,
+                    "frame_size": f"{w}x{h}", "precision": models[threads].precision,
+                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            measured.write_json_atomic(record, decision)
+        except OSError as exc:  # a read-only cache: measured again next time, still correct
+            log.warning(f"could not record the detector thread decision: {exc}", extra={"record": str(record)})
+        log.info("detector threads decided", extra={"threads": threads, "reason": reason, "cpu": key["cpu"],
+                                                     "cores": cores, "input_size": f"{size[0]}x{size[1]}",
+                                                     "record": str(record)})
+        return models[threads]
+
+
 def load_exported(runtime: str, weights: str | Path, size: Sequence[int], cache_dir: str | Path,
                   digest: Optional[str] = None, threads: Optional[int] = None, precision: str = "auto",
                   calibration_dir: Optional[str | Path] = None,
@@ -314,28 +420,67 @@ def load_exported(runtime: str, weights: str | Path, size: Sequence[int], cache_
 
     A cached file that does not load (damaged by hand, a foreign file under the same name) is
     exported again once; every other failure is :class:`ExportFailed` with the reason.
+    ``threads`` None: the count measured once on this host (:func:`choose_threads`).
     ``precision`` (``detector_precision``) applies to OpenVINO only: a float hint, or the INT8
     export (``int8``, or ``auto`` where it pays; quantize.py) calibrated on ``calibration_dir`` or
-    on generated frames of ``frame_size`` (W, H)."""
+    on generated frames of ``frame_size`` (W, H), run on the float model's threads."""
     if runtime not in RUNTIMES:
         raise ExportFailed(f"no exporter for runtime {runtime!r}")
     if runtime == "openvino" and not openvino_available():
         raise ExportFailed("the openvino package is not installed (pip install -r requirements.txt)")
-    cls = RUNTIMES[runtime]
-    hint = float_precision_hint(precision, cpu_capabilities())[0] if runtime == "openvino" else None
-    digest = digest or weights_digest(weights)
-    path = export_onnx(weights, size, cache_dir, digest)
-    try:
-        model = cls(path, size, threads, hint)
-    except ExportFailed:
-        path.unlink(missing_ok=True)
-        model = cls(export_onnx(weights, size, cache_dir, digest), size, threads, hint)
+    model = load_float(runtime, weights, size, cache_dir, digest, threads, precision, frame_size=frame_size)
     if runtime == "openvino" and precision in ("int8", "auto"):
         from . import quantize
 
-        model = quantize.select(model, precision, Path(weights), digest, size, Path(cache_dir), calibration_dir,
-                                frame_size)
+        digest = model.digest
+        model = quantize.select(model, precision, Path(weights), digest, size, Path(cache_dir),
+                                calibration_dir, frame_size)
+        model.digest = digest
     return model
+
+
+def load_float(runtime: str, weights: str | Path, size: Sequence[int], cache_dir: str | Path,
+               digest: Optional[str] = None, threads: Optional[int] = None, precision: str = "auto",
+               remeasure_threads: bool = False, frame_size: Optional[Sequence[int]] = None) -> OnnxModel:
+    """The float export of ``weights`` loaded for ``runtime`` (``threads`` None: measured on
+    ``frame_size`` (W, H) frames), with the float precision ``precision`` asks OpenVINO for;
+    ``model.digest`` is the weights' digest."""
+    cls = RUNTIMES[runtime]
+    hint = float_precision_hint(precision, cpu_capabilities())[0] if runtime == "openvino" else None
+    digest = digest or weights_digest(weights)
+    weights, cache_dir = Path(weights), Path(cache_dir)
+    record = cache_dir / cache_name(weights.stem, digest, size, "threads")
+
+    def load(path: Path) -> OnnxModel:
+        if threads:
+            return cls(path, size, threads, hint)
+        return choose_threads(runtime, path, size, hint, record, frame_size, remeasure=remeasure_threads)
+
+    path = export_onnx(weights, size, cache_dir, digest)
+    try:
+        model = load(path)
+    except ExportFailed:
+        path.unlink(missing_ok=True)
+        model = load(export_onnx(weights, size, cache_dir, digest))
+    model.digest = digest
+    return model
+
+
+def recorded_reasons(model: OnnxModel, cache_dir: str | Path) -> dict[str, str]:
+    """Why ``model`` (a loaded export of this cache) runs on its threads and precision, as the
+    records beside it say (``threads`` / ``precision`` -> the decision's reason); a setting that
+    fixed one, or a record of another host, leaves its key out.  What check-model prints."""
+    stem = model.path.name.split(f"-{model.digest}-")[0] if model.digest else model.path.stem
+    out: dict[str, str] = {}
+    if model.digest:
+        threads = measured.read_json(Path(cache_dir) / cache_name(stem, model.digest, model.size, "threads"))
+        if threads and threads.get("threads") == model.threads and threads.get("cpu") == cpu_name():
+            out["threads"] = f"measured on this host: {threads.get('reason')}"
+        sidecar = measured.read_json(Path(cache_dir) / cache_name(stem, model.digest, model.size, "int8-json"))
+        auto = (sidecar or {}).get("auto") or {}
+        if auto.get("cpu") == cpu_name() and auto.get("threads") == model.threads:
+            out["precision"] = f"auto, measured on this host: {auto.get('reason')}"
+    return out
 
 
 # --- the CPU ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from ...worker_utils.offline import import_openvino
-from ...worker_utils.runtimes import precision_name
+from ...worker_utils.runtimes import default_compile_config, precision_name
 from .common import BundleError, one_line, run_batched
 from .onnx import static_batch
 
@@ -37,7 +37,7 @@ class OpenVinoRunner:
                                   "copy the .bin that ov.save_model wrote with the .xml")
             core = ov.Core()
             compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                          {"PERFORMANCE_HINT": "LATENCY", **(config or {})})
+                                          default_compile_config({"PERFORMANCE_HINT": "LATENCY", **(config or {})}))
         except BundleError:
             raise
         except Exception as exc:  # noqa: BLE001 - missing package, corrupt or foreign file

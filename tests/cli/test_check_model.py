@@ -93,8 +93,20 @@ def coco_yolov8m(tmp_path_factory) -> dict[str, Path]:
             "openvino": Path(YOLO(str(d / "yolov8m.pt")).export(format="openvino", imgsz=160, verbose=False))}
 
 
+def skip_native_openvino_under_a_kernel_cap(form: str) -> None:
+    """An OpenVINO directory runs as ultralytics loads it ("native"), compiled with OpenVINO's own
+    default precision: under a oneDNN kernel cap that hides the CPU's bfloat16 (ONEDNN_MAX_CPU_ISA=AVX2
+    on an AVX-512 CPU) that is bfloat16 with no kernels, which a real AVX2-only CPU never picks."""
+    from video_analysis.worker_utils.runtimes import kernel_cap_hides_bf16
+
+    if form == "openvino" and kernel_cap_hides_bf16():
+        pytest.skip("ultralytics compiles an OpenVINO directory at OpenVINO's default precision, bfloat16 from "
+                    "CPUID, which has no kernels under the ONEDNN_MAX_CPU_ISA cap")
+
+
 @pytest.mark.parametrize("form,runtime", [("pt", "torch"), ("onnx", "native"), ("openvino", "native")])
 def test_a_coco_yolov8m_and_its_exports_with_the_class_mapping(capsys, monkeypatch, coco_yolov8m, form, runtime):
+    skip_native_openvino_under_a_kernel_cap(form)
     monkeypatch.setenv("CVITX_ENV_OVERRIDES", "1")
     monkeypatch.setenv("CVITX_DETECTOR_RUNTIME", "torch")  # a .pt as it is; exports run as ultralytics loads them
     monkeypatch.setenv("CVITX_DETECTOR_IMGSZ", "160")
@@ -150,6 +162,7 @@ def test_class_mapping(names, mapped, ignored):
 
 @pytest.mark.parametrize("form", ["pt", "onnx", "openvino"])
 def test_a_coco_yolov8m_runs_a_video_end_to_end_in_the_real_worker(provisioned, coco_yolov8m, clip_factory, form):
+    skip_native_openvino_under_a_kernel_cap(form)
     """The same three files through the real YoloWorker and its poller: PROCESS_VIDEO in, the
     video ``done`` (random weights find no vehicle worth a snapshot: this is the plumbing, and
     every box they do report is of a mapped COCO class or ignored)."""

@@ -9,8 +9,9 @@ Tolerances, measured on an Intel Xeon with AMX (2026-11): OpenVINO forced to flo
 from PyTorch by < 1e-6 in any probability, so the strict check is 1e-4 and every decoded answer
 identical; OpenVINO's own choice there is bfloat16, which moved probabilities by up to 0.011 and
 flipped one near-tie finish head out of 44 snapshots, so that check allows 0.05 and 1 snapshot
-in 20 per field.  On a CPU without bfloat16 (AVX2) the default is float32 and the strict
-numbers hold for both.
+in 20 per field; on an AMD EPYC with AVX-512 BF16 (2026-12) bfloat16 moved them by up to 0.011
+too.  Each check asks for the precision it tests (issue 23): float32 strictly on every CPU,
+bfloat16 with its own tolerance where the CPU has it, skipped where it has not.
 """
 from __future__ import annotations
 
@@ -118,18 +119,24 @@ def test_float32_openvino_gives_the_pytorch_answers(tmp_path, snaps, torch_bundl
         np.testing.assert_allclose(one[head], ref[:1], atol=1e-4, err_msg=head)
 
 
-def test_openvinos_own_precision_agrees_with_pytorch(tmp_path, snaps, torch_bundle, reference):
-    """bfloat16 where the CPU has AMX / AVX-512 BF16 (OpenVINO's choice), float32 elsewhere."""
-    m = load_bundle(MAIN_BUNDLE, runtime="openvino", cache_dir=tmp_path)
+@pytest.mark.skipif("BF16" not in cpu_capabilities(), reason="this CPU has no bfloat16 (AMX / AVX-512 BF16): "
+                    "OpenVINO cannot run bf16 here, float32 is checked strictly above")
+def test_bfloat16_openvino_agrees_with_pytorch_within_its_measured_tolerance(tmp_path, snaps, torch_bundle,
+                                                                              reference):
+    """bfloat16 asked for (``main_precision=bf16``), on every CPU that has it.  The tolerances are
+    bfloat16's own, measured (module docstring): up to 0.011 in a probability and one near-tie
+    flip in 44 snapshots on an Intel Xeon with AMX; allowed 0.05 and 1 snapshot in 20 per field."""
+    m = load_bundle(MAIN_BUNDLE, runtime="openvino", cache_dir=tmp_path, ov_config={"INFERENCE_PRECISION_HINT": "bf16"})
+    assert m.precision == "bf16"
     p = m.predict(snaps)
-    strict = m.precision == "f32"
     worst = max(float(np.abs(p[h] - ref).max()) for h, ref in reference.items())
-    assert worst <= (1e-4 if strict else 0.05), (m.precision, worst)
+    print(f"bf16 vs PyTorch: worst probability difference {worst:.4f}")
+    assert worst <= 0.05, worst
     ours, theirs = answers(m, p, snaps), answers(torch_bundle, reference, snaps)
     fields = ("type", "make", "model", "finish", "base", "lightness")
     for k, field in enumerate(fields):
         differ = sum(a[k] != b[k] for a, b in zip(ours, theirs))
-        assert differ <= (0 if strict else len(snaps) // 20), (m.precision, field, differ)
+        assert differ <= len(snaps) // 20, (field, differ)
 
 
 def test_export_is_cached_per_bundle_and_reused(tmp_path, caplog):

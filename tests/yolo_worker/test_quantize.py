@@ -95,19 +95,30 @@ def test_when_the_int8_export_is_made_again(recorded, requested, remake):
     assert q.needs_remake(recorded, requested) is remake
 
 
+def rounds(ms: float, *noise: float) -> list[float]:
+    """Five rounds' medians around ``ms`` (ms a frame), each off by the given fraction."""
+    return [round(ms * (1 + n), 3) for n in (noise or (0.0,) * 5)]
+
+
 @pytest.mark.parametrize("float_ms,int8_ms,parity,choice,needle", [
-    (20.0, 10.0, 0.995, "int8", "2.00x faster"),
-    (27.3, 21.8, 0.99, "int8", "1.25x"),        # the issue's AVX2 EPYC, one thread
-    (18.4, 19.4, 0.995, "float", "too little"),  # the same CPU, two threads
-    (2.89, 3.88, 0.995, "float", "too little"),  # this Xeon: bfloat16 on AMX beats INT8 for the demo
-    (20.0, 19.0, 0.995, "float", "too little"),  # 5 %: within timing noise
-    (20.0, 10.0, 0.95, "float", "disagree"),      # fast but not the same detections
-    (20.0, 10.0, q.MIN_PARITY, "int8", "faster"),
-    (20.0, 0.0, 0.995, "float", "too little"),
+    (rounds(20.0), rounds(10.0), 0.995, "int8", "2.00x faster"),
+    (rounds(27.3), rounds(21.8), 0.99, "float", "1.25x"),         # the AVX2 EPYC of issue 18, one thread: too
+    (rounds(27.3), rounds(19.5), 0.99, "int8", "1.40x"),          # close to the margin to be stable; 1.4x is not
+    (rounds(18.4), rounds(19.4), 0.995, "float", "too little"),   # the same CPU, two threads
+    (rounds(2.89), rounds(3.88), 0.995, "float", "too little"),   # an Intel Xeon with AMX: bfloat16 beats INT8
+    (rounds(20.0), rounds(19.0), 0.995, "float", "too little"),   # 5 %: within timing noise
+    (rounds(20.0), rounds(10.0), 0.95, "float", "disagree"),      # fast but not the same detections
+    (rounds(20.0), rounds(10.0), q.MIN_PARITY, "int8", "faster"),
+    (rounds(20.0), rounds(0.0), 0.995, "float", "too little"),
+    # Issue 23's AMD EPYC with AVX-512 BF16: INT8 and bfloat16 within noise of each other.  One or
+    # two fast rounds (a busy stretch falling on float's turn) never make INT8 the choice:
+    (rounds(7.5, 0.25, 0.2, 0, 0, 0), rounds(7.5), 0.99, "float", "too little"),
+    (rounds(7.5, 0.3, 0.3, 0.3, -0.05, -0.05), rounds(7.5), 0.99, "float", "too little"),  # 2 of 5 slower: no
+    (rounds(7.5, 0.4, 0.4, 0.4, 0.4, -0.05), rounds(7.5), 0.99, "int8", "1.40x"),  # 4 of 5 faster: a real gain
 ])
 def test_auto_choice(float_ms, int8_ms, parity, choice, needle):
     got, reason = q.auto_choice(float_ms, int8_ms, parity)
-    assert got == choice and needle in reason
+    assert got == choice and needle in reason, reason
 
 
 HOST = {"cpu": "Intel(R) Xeon(R) Processor", "threads": 2, "openvino": "2026.4.1"}
@@ -322,32 +333,53 @@ def test_auto_measures_once_per_host_and_records_why(built, caplog):
     float_model = rt.OpenVinoModel(built.f32.path, SIZE, built.threads)  # OpenVINO's default precision
     xml_bin_json = q.int8_paths(built.cache, DETECTOR.stem, built.digest, SIZE)
     with caplog.at_level(logging.INFO, logger="video_analysis.yolo_worker"):
-        model, meta = q.decide(float_model, DETECTOR.stem, built.digest, SIZE, built.cache, seconds=0.3)
+        model, meta = q.decide(float_model, DETECTOR.stem, built.digest, SIZE, built.cache, seconds=0.5)
         a = meta["auto"]
         assert a["cpu"] == rt.cpu_name() and a["threads"] == built.threads and a["choice"] in ("int8", "float")
         assert a["float_precision"] == float_model.precision and a["float_ms"] > 0 and a["int8_ms"] > 0
+        assert len(a["float_ms_per_round"]) == len(a["int8_ms_per_round"]) == 5  # the median of 5 rounds
         assert a["parity_map50"] >= q.MIN_PARITY and a["parity_boxes"] >= 30  # agreement on held-out frames
         assert model.precision == ("int8" if a["choice"] == "int8" else float_model.precision)
         assert json.loads(xml_bin_json[2].read_text())["auto"] == a  # the sidecar
         print(f"auto on {a['cpu']}, {a['threads']} threads: {a['reason']}")
 
-        again, meta2 = q.decide(float_model, DETECTOR.stem, built.digest, SIZE, built.cache, seconds=0.3)
+        again, meta2 = q.decide(float_model, DETECTOR.stem, built.digest, SIZE, built.cache, seconds=0.5)
         assert meta2["auto"] == a and again.precision == model.precision  # recorded, not measured again
 
         moved = json.loads(xml_bin_json[2].read_text())
         moved["auto"]["cpu"] = "AMD EPYC 7B13"  # the cache directory came from another host
         xml_bin_json[2].write_text(json.dumps(moved))
-        _, meta3 = q.decide(float_model, DETECTOR.stem, built.digest, SIZE, built.cache, seconds=0.3)
+        moved_model, meta3 = q.decide(float_model, DETECTOR.stem, built.digest, SIZE, built.cache, seconds=0.5)
         assert meta3["auto"]["cpu"] == rt.cpu_name() and meta3["bin_sha256"] == built.meta["bin_sha256"]
+        assert meta3["auto"]["measured_at"] >= a["measured_at"]
     decided = [r for r in caplog.records if r.getMessage() == "detector precision decided"]
     assert len(decided) == 2 and not [r for r in caplog.records if r.getMessage() == "detector INT8 export made"]
 
-    # A detector with detector_precision=auto runs what the sidecar says.
+    # Every consumer follows the record: a detector with detector_precision=auto (on the threads the
+    # record was measured at) and the command line without --remeasure.
     from video_analysis.yolo_worker.detector import Detector
 
-    det = Detector(Settings(device="cpu", detector_path=str(DETECTOR), detector_cache_dir=str(built.cache)))
+    det = Detector(Settings(device="cpu", detector_path=str(DETECTOR), detector_cache_dir=str(built.cache),
+                            detector_threads=built.threads))
     det.prepare(*FRAME)
-    assert det._exported[SIZE].precision == model.precision
+    assert det._exported[SIZE].precision == moved_model.precision
+    printed: list[str] = []
+    assert q.main([str(DETECTOR), "--cache-dir", str(built.cache), "--threads", str(built.threads)],
+                  out=printed.append) == 0
+    assert json.loads(printed[0])["auto"] == meta3["auto"]  # reported, not measured again
+
+
+def test_two_measurements_on_one_host_agree(built):
+    """The issue 23 flip (INT8 on one measurement, bfloat16 on the next, on one host): two fresh
+    measurements of the same pair must choose alike.  On the three CPU classes seen, INT8 against
+    the float default is 0.75x (Xeon AMX), 0.98-1.14x (EPYC AVX-512 BF16) and 0.95x (EPYC AVX2, two
+    threads): all clear of the 1.30x margin (quantize.MIN_SPEEDUP).  At the old 1.10 margin, three
+    measurements in one run on the EPYC gave 0.98x (float), then 1.11x and 1.14x (INT8)."""
+    float_model = rt.OpenVinoModel(built.f32.path, SIZE, built.threads)
+    host = q.this_host(built.threads)
+    first, second = (q.measure(float_model, built.int8, built.cal.held_out, host, seconds=0.5) for _ in range(2))
+    print(f"{rt.cpu_name()}: {first['reason']} / {second['reason']}")
+    assert first["choice"] == second["choice"], (first["reason"], second["reason"])
 
 
 def test_a_worker_leaves_slow_int8_work_to_the_command_line(built, tmp_path, caplog):
