@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -74,13 +75,19 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     try:
         from ..worker_config import build_settings
         from .job import _bundle_changes, check_video
-        from .weights_notice import demo_weights_notice
+        from .weights_notice import demo_weights_notice, detector_for_video
 
         vi = check_video(opts.video)
         info.update(width=vi.width, height=vi.height, fps=vi.fps, duration_s=vi.duration_s)
         frames["frame_count"] = vi.frame_count
         # the job's own settings (run_job builds them the same way, plus its private stack's)
-        notice[0] = demo_weights_notice(build_settings({}, **_bundle_changes(opts)), opts.video, vi.frame_count)
+        job_settings = build_settings({}, **_bundle_changes(opts))
+        chosen = detector_for_video(job_settings, opts.video, vi.frame_count)
+        if chosen is not job_settings:  # real footage and no --detector: the shipped COCO detector
+            opts = dataclasses.replace(opts, detector=chosen.detector_path)
+            say(f"detector: {Path(chosen.detector_path).name}, a real COCO detector (not a generated clip; "
+                "--detector to choose another)")
+        notice[0] = demo_weights_notice(chosen, opts.video, vi.frame_count)
         if notice[0]:
             say(f"note: {notice[0]}")
         result = run_job(opts, report)

@@ -32,8 +32,10 @@ def guess_kind(path: Path) -> str:
     from ..main_worker.formats.card import card_path
     from ..worker_utils.model_files import sniff
 
-    if path.is_dir() or path.suffix.lower() == ".engine":
-        return "detector"
+    from ..yolo_worker.card_detector import has_card
+
+    if path.is_dir() or path.suffix.lower() == ".engine" or has_card(path):
+        return "detector"  # a detector card beside it (<stem>.card.json) says so too
     found = sniff(path)
     if found.kind == "torch_pickle":
         return "detector" if ("ultralytics.nn.tasks", "DetectionModel") in found.globals else "main"
@@ -70,6 +72,7 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     from ..worker_config import get_settings
     from ..yolo_worker import detector_runtime as rt
     from ..yolo_worker.detector import Detector, class_mapping
+    from ..yolo_worker.detector_card import card_path
     from ..yolo_worker.tracking import reid_status
 
     settings = get_settings()
@@ -79,12 +82,15 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     exported = next(iter(det._exported.values()), None)
     mapped, ignored = class_mapping(det.names, det.lookup)
     reasons = rt.recorded_reasons(exported, det.cache_dir) if exported is not None else {}
+    family = (f"{det.card['family']} ({det.card['output']['layout']}), card {card_path(path).name}"
+              if det.card else "ultralytics (no card needed)")
     return [f"kind        detector ({len(det.names)} classes)",
             f"format      {path.suffix.lstrip('.') or 'directory'}",
+            f"family      {family}",
             f"runtime     {det.runtime} on {det.device}, precision {getattr(exported, 'precision', 'f32')}"
             f"{' (' + reasons['precision'] + ')' if 'precision' in reasons else ''}",
             f"threads     {det.threads}{' (' + reasons['threads'] + ')' if 'threads' in reasons else ''}",
-            f"input       {det.imgsz} (longest side)",
+            f"input       {'x'.join(map(str, det.card['input']['size'])) + ' (the card)' if det.card else str(det.imgsz) + ' (longest side)'}",
             f"classes     {', '.join(mapped) or 'none'}",
             f"ignored     {len(ignored)} classes{': ' + ', '.join(ignored[:12]) if ignored else ''}"
             f"{' ...' if len(ignored) > 12 else ''}",

@@ -42,6 +42,20 @@ def is_generated_clip(video: Path, frame_count: int) -> bool:
     return isinstance(meta, dict) and "config" in meta and meta.get("frames") == frame_count
 
 
+# The real default for real footage (issue 24): YOLOX-Nano trained on COCO, Apache-2.0, with its
+# card, licence and provenance beside it.
+COCO_DETECTOR = Path(__file__).resolve().parents[1] / "yolo_worker" / "bundle" / "coco" / "yolox_nano.onnx"
+
+
+def detector_for_video(settings: Settings, video: Path, frame_count: int) -> Settings:
+    """``settings`` with the shipped COCO detector (:data:`COCO_DETECTOR`) where they name the demo
+    detector and ``video`` is not a generated clip (the demo weights know only generated scenes);
+    else ``settings`` as they are: a generated clip keeps the demo detector, a team's own stays."""
+    if "detector" in demo_stages(settings) and not is_generated_clip(video, frame_count) and COCO_DETECTOR.is_file():
+        return settings.replace(detector_path=str(COCO_DETECTOR))
+    return settings
+
+
 def demo_weights_notice(settings: Settings, video: Path, frame_count: int) -> Optional[str]:
     """The notice for this job, or None (own weights everywhere, or a generated clip)."""
     stages = demo_stages(settings)

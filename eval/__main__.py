@@ -95,7 +95,7 @@ def _real(args, settings: Settings) -> dict:
         raise ValueError("--weights and --stride choose how the pipeline runs; with --run the snapshots "
                          "come from that run: give one or the other")
     report = evaluate_real(args.video, args.gt, settings, run_dir=args.run, stride=args.stride, grow=args.grow,
-                           edge_px=args.edge_px)
+                           edge_px=args.edge_px, choose_detector=not args.weights)
     if report.get("notice"):
         print(f"note: {report['notice']}", file=sys.stderr)
     print(summary_line(report), file=sys.stderr)

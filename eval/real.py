@@ -346,9 +346,12 @@ def pipeline_snapshots(video: str | Path, settings, stride: int) -> tuple[list[S
 
 
 def evaluate_real(video: str | Path, gt_path: str | Path, settings, run_dir: Optional[str | Path] = None,
-                  stride: Optional[int] = None, grow: float = GROW, edge_px: float = BORDER_PX) -> dict:
-    """The ``eval real`` report: the clip, its ground truth, the run and :func:`score_snapshots`."""
-    from ..cli.weights_notice import demo_stages
+                  stride: Optional[int] = None, grow: float = GROW, edge_px: float = BORDER_PX,
+                  choose_detector: bool = True) -> dict:
+    """The ``eval real`` report: the clip, its ground truth, the run and :func:`score_snapshots`.
+    ``choose_detector``: on a clip the generator did not make, the shipped COCO detector replaces
+    the demo one (cli/weights_notice.detector_for_video), as ``analyze`` does; off with ``--weights``."""
+    from ..cli.weights_notice import demo_stages, detector_for_video
     from ..yolo_worker.video import probe
     from .run_record import read_run
 
@@ -363,6 +366,8 @@ def evaluate_real(video: str | Path, gt_path: str | Path, settings, run_dir: Opt
         snaps, run = read_run(run_dir, video, info)
         notice = None
     else:
+        if choose_detector:
+            settings = detector_for_video(settings, video, info.frame_count)  # real footage: the COCO detector
         snaps, run = pipeline_snapshots(video, settings, stride or settings.default_frame_stride)
         notice = DEMO_DETECTOR_NOTICE if "detector" in demo_stages(settings) else None
     score = score_snapshots(snaps, vehicles, info.width, info.height, grow, edge_px)

@@ -38,6 +38,7 @@ import numpy as np
 from ..worker_config import COCO_TO_TAXONOMY, TAXONOMY, Settings
 from ..worker_utils.errors import PermanentError
 from ..worker_utils.offline import ultralytics_offline
+from . import card_detector, detector_card
 from . import detector_runtime as rt
 
 log = logging.getLogger(__name__)
@@ -124,26 +125,41 @@ class Detector:
                                       "(CVITX_DETECTOR_PATH) to a .pt/.onnx/.engine file or OpenVINO directory")
         self.path = path
         self.device = resolve_device(settings.device)
-        _refuse_unsafe_checkpoint(path)
-        try:
-            self.model: Any = YOLO(str(path), task="detect")
-        except Exception as exc:  # noqa: BLE001 - any loader failure is a configuration problem
-            raise DetectorConfigError(f"cannot load detector {path}: {type(exc).__name__}: {exc}") from exc
-        self.names = dict(self.model.names)
+        requested = runtime or settings.detector_runtime
+        # A network with a detector card (YOLOX, DETR, ...; card_detector.py) runs in the project's
+        # own runtime, never through ultralytics: its names and input come from the card.
+        self.card: Optional[dict] = None
+        if card_detector.has_card(path):
+            self.card = detector_card.load_card(path)  # DetectorCardError: one line naming the key
+            self.model: Any = None
+            self.names = dict(enumerate(detector_card.labels_of(self.card)))
+        else:
+            _refuse_unsafe_checkpoint(path)
+            try:
+                self.model = YOLO(str(path), task="detect")
+            except Exception as exc:  # noqa: BLE001 - any loader failure is a configuration problem
+                raise DetectorConfigError(f"cannot load detector {path}: {type(exc).__name__}: {exc}") from exc
+            self.names = dict(self.model.names)
         self.lookup = class_lookup(self.names, settings.detector_class_map)
         # Only the mapped classes take part in NMS: with agnostic NMS an unmapped class (COCO's
         # "person" riding a motorcycle) must not suppress the vehicle's box.
         self.classes = [int(i) for i in np.flatnonzero(self.lookup >= 0)]
-        self.imgsz = settings.detector_imgsz or self._trained_imgsz() or 640
+        self.imgsz = (max(self.card["input"]["size"]) if self.card else
+                      settings.detector_imgsz or self._trained_imgsz() or 640)
         # Down to track_low_conf: the tracker's second association uses the unsure ones (and only it).
         self.conf, self.iou = min(settings.detector_conf, settings.track_low_conf), settings.detector_iou
         self.half = self.device.startswith("cuda")
-        requested = runtime or settings.detector_runtime
         if requested not in ("auto", "torch", *rt.EXPORTED):
             raise DetectorConfigError(f"unknown detector runtime {requested!r}; use auto, torch or "
                                       + ", ".join(rt.EXPORTED))
         # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
-        self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
+        if self.card is not None:
+            try:
+                self.runtime = card_detector.card_runtime(requested, path, rt.openvino_available())
+            except ValueError as exc:
+                raise DetectorConfigError(str(exc)) from None
+        else:
+            self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
         self.cache_dir = settings.detector_cache_path()
         # detector_threads; unset: an exported runtime's count is measured once per host, model and
         # size (detector_runtime.choose_threads), PyTorch's is every usable core (at most 8).
@@ -154,6 +170,9 @@ class Detector:
         self.calibration_dir = (settings.resolve_path(settings.detector_calibration_dir)
                                 if settings.detector_calibration_dir else None)
         precision_warning = rt.precision_warning(self.precision, self.runtime)
+        if self.card is not None and self.precision == "int8":
+            precision_warning = ("detector_precision=int8: a network with a detector card has no INT8 export here; "
+                                 "running its float model (quantise it yourself and point detector_path at the result)")
         if precision_warning:  # once per detector, not per input size
             log.warning(precision_warning, extra={"weights": str(path), "runtime": self.runtime})
         self._digest: str | None = None
@@ -161,6 +180,7 @@ class Detector:
         mapped, ignored = class_mapping(self.names, self.lookup)
         log.info("detector loaded", extra={"weights": str(path), "device": self.device, "imgsz": self.imgsz,
                                             "classes": len(self.names), "runtime": self.runtime,
+                                            "family": self.card["family"] if self.card else "ultralytics",
                                             "class_map": mapped, "ignored_classes": len(ignored)})
 
     def _trained_imgsz(self) -> int | None:
@@ -190,6 +210,8 @@ class Detector:
         when this detector runs PyTorch (chosen, or fallen back to after a failure)."""
         if self.runtime not in rt.EXPORTED:
             return None
+        if self.card is not None:
+            return self._card_model(width, height)
         size = rt.input_size(width, height, self.imgsz)
         model = self._exported.get(size)
         if model is not None:
@@ -216,6 +238,30 @@ class Detector:
                                                    "input_size": f"{size[0]}x{size[1]}",
                                                    "precision": getattr(model, "precision", "f32"),
                                                    "threads": model.threads})
+        return model
+
+    def _card_model(self, width: int, height: int) -> rt.OnnxModel:
+        """The card network (one input size whatever the frames'), loaded on first use; a file that
+        does not load or fit its card is a DetectorConfigError (no PyTorch to fall back to)."""
+        assert self.card is not None
+        size = tuple(int(v) for v in self.card["input"]["size"])
+        model = self._exported.get(size)
+        if model is not None:
+            return model
+        hint = rt.float_precision_hint(self.precision, rt.cpu_capabilities())[0] if self.runtime == "openvino" else None
+        try:
+            model = card_detector.load(self.runtime, self.path, self.card, self.threads_setting, hint, self.cache_dir,
+                                       (width, height))
+        except detector_card.DetectorCardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a file the runtime cannot read, a cache it cannot write
+            reason = str(exc) if isinstance(exc, rt.ExportFailed) else f"{type(exc).__name__}: {exc}"
+            raise DetectorConfigError(f"cannot run detector {self.path} in {self.runtime}: {reason}") from exc
+        self._exported[size] = model
+        self.threads = model.threads
+        log.info("detector runtime ready", extra={"runtime": self.runtime, "model": str(model.path),
+                                                   "family": self.card["family"], "input_size": f"{size[0]}x{size[1]}",
+                                                   "precision": model.precision, "threads": model.threads})
         return model
 
     def _to_taxonomy(self, data: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -359,7 +359,8 @@ RUNTIMES = {"onnx": OnnxModel, "openvino": OpenVinoModel}
 
 def choose_threads(runtime: str, path: Path, size: Sequence[int], hint: Optional[str], record: Path,
                    frame_size: Optional[Sequence[int]] = None, cores: Optional[int] = None,
-                   seconds: float = THREAD_TIMING_S, remeasure: bool = False) -> OnnxModel:
+                   seconds: float = THREAD_TIMING_S, remeasure: bool = False,
+                   factory: Optional[Callable[[int], OnnxModel]] = None) -> OnnxModel:
     """The export at ``path`` loaded for ``runtime`` on the thread count measured for it on this
     host (``detector_threads`` unset): :func:`thread_choice` over :func:`thread_candidates`, timed
     once (worker_utils/measured.py: rounds, median, margin, under a lock) and recorded in
@@ -369,18 +370,19 @@ def choose_threads(runtime: str, path: Path, size: Sequence[int], hint: Optional
     network and NMS of one ``frame_size`` (W, H) frame on a thread of its own.  The network alone
     is the wrong figure: on a 2-core AMD EPYC with AVX-512 BF16 it ran 1.4-1.7x faster on 2
     threads while the whole detection, with the Python around the network between inferences,
-    ran 0.97-1.0x."""
-    cls = RUNTIMES[runtime]
+    ran 0.97-1.0x.  ``factory(threads)`` loads the model (default: ``RUNTIMES[runtime]`` on ``path``;
+    card_detector.py passes its own)."""
+    make = factory or (lambda n: RUNTIMES[runtime](path, size, n, hint))
     cores = usable_cores() if cores is None else cores
     candidates = thread_candidates(cores)
     if len(candidates) == 1:
-        return cls(path, size, candidates[0], hint)
+        return make(candidates[0])
     key = thread_key(runtime, hint, cores)
     with measured.exclusive(record):
         found = measured.read_json(record)
         if not remeasure and measured.applies(found, key) and found.get("threads") in candidates:
-            return cls(path, size, found["threads"], hint)
-        models = {n: cls(path, size, n, hint) for n in candidates}
+            return make(found["threads"])
+        models = {n: make(n) for n in candidates}
         w, h = (int(v) for v in (frame_size or (size[1], size[0])))
         frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)  # texture, not a flat field
 

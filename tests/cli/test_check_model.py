@@ -144,6 +144,36 @@ def test_a_card_that_does_not_fit_exits_2_through_the_real_command(tmp_path, own
     assert "lists 7 labels" in line
 
 
+YOLOX = Path(__file__).resolve().parents[2] / "yolo_worker" / "bundle" / "coco" / "yolox_nano.onnx"
+
+
+def test_the_shipped_yolox_with_its_card(capsys):
+    """A detector of another family: its family, its card, the COCO classes mapped, the latency."""
+    assert guess_kind(YOLOX) == "detector"  # from the detector card beside it
+    rc, out, _ = check(capsys, YOLOX)
+    assert rc == 0 and out.endswith("ok: the yolo_worker can run it\n"), out
+    assert "family      yolox (yolox-raw), card yolox_nano.card.json" in out
+    assert "input       416x416 (the card)" in out and "runtime     openvino on cpu, precision " in out
+    assert "kind        detector (80 classes)" in out and "car -> Car" in out and "truck -> LightTruck" in out
+    assert "threads     " in out and "ms median per" in out
+
+
+def test_a_detector_card_with_a_wrong_key_exits_2_naming_it(tmp_path, capsys):
+    import json
+    import shutil
+
+    model = tmp_path / "yolox_nano.onnx"
+    shutil.copy(YOLOX, model)
+    c = json.loads(YOLOX.with_name("yolox_nano.card.json").read_text())
+    c["input"]["channel_order"] = "GBR"
+    model.with_name("yolox_nano.card.json").write_text(json.dumps(c))
+    rc, out, err = check(capsys, model)
+    assert rc == 2 and out == ""
+    line = err.strip()
+    assert line.startswith(f"check-model: a worker cannot run {model} as a detector: ") and "channel_order" in line
+    assert "\n" not in line
+
+
 @pytest.mark.parametrize("name,kind", [("detector", "detector"), ("bundle", "main"), ("own", "main")])
 def test_the_kind_is_guessed_from_the_file(own_onnx, name, kind):
     assert guess_kind({"detector": DETECTOR, "bundle": MAIN_BUNDLE, "own": own_onnx}[name]) == kind

@@ -56,6 +56,21 @@ def test_the_notice_says_which_weights_and_what_to_do(tmp_path):
     assert demo_weights_notice(Settings(), video, 100) is None  # a generated clip: the weights' own world
 
 
+def test_real_footage_gets_the_shipped_coco_detector_and_generated_clips_keep_the_demo_one(tmp_path):
+    from video_analysis.cli.weights_notice import COCO_DETECTOR, detector_for_video
+
+    assert COCO_DETECTOR.is_file() and COCO_DETECTOR.with_name("yolox_nano.card.json").is_file()
+    video = tmp_path / "pole-camera.mp4"
+    video.write_bytes(b"")
+    real = detector_for_video(Settings(), video, 100)
+    assert real.detector_path == str(COCO_DETECTOR) and demo_stages(real) == ["main model"]
+    assert demo_weights_notice(real, video, 100).startswith("the demo main model: ")  # the classifier still is
+    own = Settings().replace(detector_path="/models/yolov8m.pt")
+    assert detector_for_video(own, video, 100) is own  # a team's own detector stays
+    video.with_suffix(".json").write_text(json.dumps({"config": {}, "frames": 100}))
+    assert detector_for_video(Settings(), video, 100).detector_path == Settings().detector_path  # generated
+
+
 def test_the_report_names_the_weights_and_puts_the_notice_on_top(tmp_path):
     weights = stage_weights(Settings())
     index = write_report(tmp_path, title="t", video={"id": "v", "status": "done"}, analyses=[], timings={},
