@@ -13,21 +13,28 @@ from .job import JobFailed, JobOptions, JobResult, run_job, say
 
 def write_job_report(result: JobResult, title: str, *, video_info: Optional[dict] = None,
                      scores: Optional[dict] = None, annotated: Optional[str] = None,
-                     notice: Optional[str] = None) -> Path:
-    """The HTML report of a job; it names the weights each stage used, and ``notice`` (the
-    demo-weights warning) goes at its top."""
+                     notice: Optional[str] = None, demo_classifier: bool = False) -> Path:
+    """The HTML report of a job; it names the weights each stage used, ``notice`` (the
+    demo-weights warning) goes at its top, and with ``demo_classifier`` the main model's answers
+    are marked as demo weights (the demo main model on real footage)."""
     from ..report.html import write_report
     from .weights_notice import stage_weights
 
     return write_report(result.report_dir, title=title, video=result.video, analyses=result.analyses,
                         timings=result.timings, video_info=video_info, scores=scores,
                         compare=result.settings.main_mode == "compare", annotated_video=annotated,
-                        weights=stage_weights(result.settings), notice=notice)
+                        weights=stage_weights(result.settings), notice=notice, demo_classifier=demo_classifier)
 
 
-def print_summary(result: JobResult) -> None:
-    """The summary table: one row per snapshot."""
-    hdr = f"{'track':>6} {'offset':>9} {'yolo_type':<11} {'type / make / model':<42} {'conf':>5} {'colour':<16} plate"
+DEMO_COLUMNS = "demo weights, not results"
+
+
+def print_summary(result: JobResult, demo_classifier: bool = False) -> None:
+    """The summary table: one row per snapshot.  With ``demo_classifier`` (the demo main model on
+    real footage) the detector's type is the result and the main model's columns are bracketed and
+    headed as demo weights: its guesses are not presented as answers."""
+    tmm_head = f"[{DEMO_COLUMNS}] type / make / model" if demo_classifier else "type / make / model"
+    hdr = f"{'track':>6} {'offset':>9} {'yolo_type':<11} {tmm_head:<42} {'conf':>5} {'colour':<16} plate"
     print(hdr)
     print("-" * len(hdr))
     for a in result.analyses:
@@ -40,6 +47,8 @@ def print_summary(result: JobResult) -> None:
         colour = (r.get("colors") or [{}])[0]
         cname = " ".join(x for x in (colour.get("finish"), colour.get("lightness"), colour.get("base")) if x)
         conf = f"{100 * r['model_conf']:.0f}%" if r.get("model_conf") is not None else ""
+        if demo_classifier:
+            tmm, conf = f"[{tmm}]", f"[{conf}]" if conf else ""
         print(f"{a['track_id']:>6} {a['detected_in_ms'] / 1000:>8.2f}s {a['yolo_type']:<11} {tmm:<42} {conf:>5} "
               f"{cname:<16} {r.get('plate') or '-'}")
 
@@ -63,6 +72,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     info = {}
     frames: dict[str, int] = {}
     notice: list[Optional[str]] = [None]
+    demo_classifier = [False]  # the demo main model on real footage: its answers marked, not results
 
     def report(result: JobResult) -> Path:
         from ..eval.run_record import write_job_record
@@ -70,12 +80,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         # each snapshot's frame index and box, for `eval real --run` (results.json has no frame index)
         write_job_record(result, opts.video, {**info, **frames})
         return write_job_report(result, f"CVITX analysis of {opts.video.name}", video_info=info or None,
-                                annotated=write_annotated(result, opts), notice=notice[0])
+                                annotated=write_annotated(result, opts), notice=notice[0],
+                                demo_classifier=demo_classifier[0])
 
     try:
         from ..worker_config import build_settings
         from .job import _bundle_changes, check_video
-        from .weights_notice import demo_weights_notice, detector_for_video
+        from .weights_notice import demo_classifier_on_real_footage, demo_weights_notice, detector_for_video
 
         vi = check_video(opts.video)
         info.update(width=vi.width, height=vi.height, fps=vi.fps, duration_s=vi.duration_s)
@@ -88,13 +99,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             say(f"detector: {Path(chosen.detector_path).name}, a real COCO detector (not a generated clip; "
                 "--detector to choose another)")
         notice[0] = demo_weights_notice(chosen, opts.video, vi.frame_count)
+        demo_classifier[0] = demo_classifier_on_real_footage(chosen, opts.video, vi.frame_count)
         if notice[0]:
             say(f"note: {notice[0]}")
         result = run_job(opts, report)
     except JobFailed as exc:
         print(f"analyze failed: {exc}", file=sys.stderr)
         return 1
-    print_summary(result)
+    print_summary(result, demo_classifier[0])
     say(f"report: {result.report_dir / 'index.html'}")
     return 0
 

@@ -56,6 +56,12 @@ def detector_for_video(settings: Settings, video: Path, frame_count: int) -> Set
     return settings
 
 
+def demo_classifier_on_real_footage(settings: Settings, video: Path, frame_count: int) -> bool:
+    """True when the demo main model would classify a video the generator did not make: its
+    answers are then not results, and the summary and report mark them as demo weights."""
+    return "main model" in demo_stages(settings) and not is_generated_clip(video, frame_count)
+
+
 def demo_weights_notice(settings: Settings, video: Path, frame_count: int) -> Optional[str]:
     """The notice for this job, or None (own weights everywhere, or a generated clip)."""
     stages = demo_stages(settings)

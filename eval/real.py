@@ -31,8 +31,11 @@ it is neither a snapshot of no vehicle nor a duplicate.  ``boxes`` is optional: 
    (no snapshot of no vehicle can be seen); draw boxes to make them honest.
 
 **Scoring** -- :func:`score_snapshots`: per countable vehicle the number of snapshots matched to
-it (exactly one / two or more / none), snapshots of no vehicle, and cut-off pictures (snapshot
-box within ``edge_px`` of the frame edge, the worker's own ``selection.BORDER_PX`` by default).
+it (exactly one / two or more / none), snapshots of no vehicle, and cut-off pictures: the
+snapshot box within ``edge_px`` of the frame edge (``selection.BORDER_PX`` by default), or, for a
+snapshot matched to a vehicle with drawn boxes, that vehicle's box at the snapshot's frame within
+:data:`GT_EDGE_PX` of the edge (hand-drawn boxes end at the frame edge where the vehicle is partly
+out of view; a detector's box often ends a few pixels short of it, which the box rule misses).
 
 Everything here is pure (plain data in and out) except :func:`evaluate_real`, which runs the
 yolo worker's pipeline (or reads a previous ``analyze`` run) and hands the snapshots over.
@@ -207,6 +210,19 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+GT_EDGE_PX = 1.0  # a drawn box this close to the frame edge: the vehicle runs out of the picture
+
+
+def cut_off(snapshot: "Snapshot", vehicle: Optional["Vehicle"], width: int, height: int,
+            edge_px: float = BORDER_PX) -> bool:
+    """The snapshot's picture is cut off by the frame edge: its own box says so (``edge_px``), or
+    the matched vehicle's drawn box at that frame does (:data:`GT_EDGE_PX`)."""
+    if touches_edge(snapshot.box, width, height, edge_px):
+        return True
+    drawn = box_at(vehicle.boxes, snapshot.frame) if vehicle is not None else None
+    return drawn is not None and touches_edge(drawn, width, height, GT_EDGE_PX)
+
+
 def touches_edge(box: Sequence[float], width: int, height: int, edge_px: float = BORDER_PX) -> bool:
     """The box is within ``edge_px`` of the frame's edge: the picture is cut off."""
     return bool(box[0] <= edge_px or box[1] <= edge_px or box[2] >= width - edge_px or box[3] >= height - edge_px)
@@ -279,7 +295,7 @@ def score_snapshots(snapshots: Sequence[Snapshot], vehicles: Sequence[Vehicle], 
 
     ``counts``: ``countable_vehicles`` = ``exactly_one`` + ``duplicated`` (2 or more snapshots)
     + ``missed``; ``snapshots`` = those matched to countable vehicles + ``on_hard_vehicles`` +
-    ``no_vehicle``; ``cut_off``: snapshots whose box is within ``edge_px`` of the frame edge;
+    ``no_vehicle``; ``cut_off``: snapshots whose picture the frame edge cuts (:func:`cut_off`);
     ``recall_exactly_one`` = exactly_one / countable_vehicles."""
     matches = match_snapshots(snapshots, vehicles, grow)
     by_id = {v.id: v for v in vehicles}
@@ -289,7 +305,8 @@ def score_snapshots(snapshots: Sequence[Snapshot], vehicles: Sequence[Vehicle], 
             per_vehicle[m.vehicle].append(i)
     countable = [v for v in vehicles if v.countable]
     n = {v.id: len(per_vehicle[v.id]) for v in countable}
-    cut = [touches_edge(s.box, width, height, edge_px) for s in snapshots]
+    cut = [cut_off(s, by_id.get(m.vehicle) if m.vehicle else None, width, height, edge_px)
+           for s, m in zip(snapshots, matches)]
     exactly_one = sum(1 for k in n.values() if k == 1)
     counts = {
         "countable_vehicles": len(countable),

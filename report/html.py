@@ -18,6 +18,7 @@ from ..worker_config import TAXONOMY
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2430;background:#f6f7f9}
 .notice{background:#fff4e5;border-left:4px solid #f79009;padding:8px 12px;margin:0 0 12px}
+.demo{color:#98a2b3;font-style:italic}
 h1{margin:0 0 4px} h2{margin:28px 0 10px;font-size:1.2em} .muted{color:#667085;font-size:.9em}
 table{border-collapse:collapse;background:#fff} td,th{padding:4px 10px;border-bottom:1px solid #e4e7ec;text-align:left}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:14px}
@@ -64,7 +65,10 @@ def _result(a: dict, variant: str) -> Optional[dict]:
     return next((r for r in a.get("results", []) if r["variant"] == variant), None)
 
 
-def _caption(a: dict, r: Optional[dict]) -> str:
+DEMO_TITLE = "demo weights, trained on generated scenes only: not results"
+
+
+def _caption(a: dict, r: Optional[dict], demo_classifier: bool = False) -> str:
     head = (f'<b>track {a["track_id"]}</b> @ {a["detected_in_ms"] / 1000:.2f} s '
             f'<span class="tag">{_e(a["yolo_type"])}</span>')
     if a["status"] == "error":
@@ -72,17 +76,22 @@ def _caption(a: dict, r: Optional[dict]) -> str:
     if r is None:
         return head + f'<br><span class="muted">{_e(a["status"])}</span>'
     plate = f'<br>plate <b>{_e(r["plate"])}</b> {_pct(r.get("plate_conf"))}' if r.get("plate") else ""
-    return (head + f'<br><b>{_e(r["type"])}</b> {_pct(r.get("type_conf"))} · {_e(r["make"])} {_pct(r.get("make_conf"))}'
-            f' · {_e(r["model"])} {_pct(r.get("model_conf"))}<br>{_colors(r.get("colors"))}{plate}')
+    answer = (f'<b>{_e(r["type"])}</b> {_pct(r.get("type_conf"))} · {_e(r["make"])} {_pct(r.get("make_conf"))}'
+              f' · {_e(r["model"])} {_pct(r.get("model_conf"))}<br>{_colors(r.get("colors"))}')
+    if demo_classifier:  # the detector's type (the tag above) is the result; these are not
+        answer = f'<span class="demo" title="{_e(DEMO_TITLE)}">demo weights: {answer}</span>'
+    return head + "<br>" + answer + plate
 
 
 def write_report(out_dir: Path, *, title: str, video: dict, analyses: list[dict], timings: dict[str, float],
                  video_info: Optional[dict] = None, scores: Optional[dict] = None, compare: bool = False,
                  annotated_video: Optional[str] = None, weights: Optional[dict[str, str]] = None,
-                 notice: Optional[str] = None) -> Path:
+                 notice: Optional[str] = None, demo_classifier: bool = False) -> Path:
     """Write ``out_dir/index.html`` and ``out_dir/results.json``; snapshots must already be in
     ``out_dir/snapshots/`` named as in S3.  ``weights`` (stage -> file) are named under the
-    title, and ``notice`` (the demo-weights warning) is shown above everything else.  Returns the
+    title, and ``notice`` (the demo-weights warning) is shown above everything else.  With
+    ``demo_classifier`` (the demo main model on real footage) the main model's answers are marked
+    as demo weights in the counts and the gallery: the detector's type is the result.  Returns the
     index path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(
@@ -107,8 +116,10 @@ def write_report(out_dir: Path, *, title: str, video: dict, analyses: list[dict]
     if annotated_video:
         parts.append(f'<p><a href="{_e(annotated_video)}">annotated video</a></p>')
     # counts
+    main_head = (f"<th class=demo title='{_e(DEMO_TITLE)}'>main model (demo weights)</th>" if demo_classifier
+                 else "<th>main model</th>")
     parts.append("<h2>Counts by type</h2><table id=counts><tr><th>type</th><th>detector (yolo_type)</th>"
-                 "<th>main model</th><th></th></tr>")
+                 f"{main_head}<th></th></tr>")
     top = max(list(by_type.values()) + [1])
     for t in TAXONOMY:
         if by_type.get(t) or final_type.get(t):
@@ -141,7 +152,7 @@ def write_report(out_dir: Path, *, title: str, video: dict, analyses: list[dict]
         name = _name(a["snapshot_s3_key"])
         parts.append(f'<figure class=item data-track="{a["track_id"]}" data-status="{_e(a["status"])}">'
                      f'<img src="snapshots/{_e(name)}" alt="track {a["track_id"]}" width=640 height=640 loading=eager>'
-                     f"<figcaption>{_caption(a, _result(a, 'baseline'))}</figcaption></figure>")
+                     f"<figcaption>{_caption(a, _result(a, 'baseline'), demo_classifier)}</figcaption></figure>")
     parts.append("</div>")
     # compare
     if compare:

@@ -81,3 +81,36 @@ def test_the_report_names_the_weights_and_puts_the_notice_on_top(tmp_path):
     assert f"detector <code>{weights['detector']}</code>" in html and "main model <code>" in html
     plain = write_report(tmp_path / "plain", title="t", video={}, analyses=[], timings={}).read_text()
     assert "weights-notice" not in plain and "id=weights" not in plain
+
+
+ANALYSIS = {"track_id": 7, "detected_in_ms": 1200, "yolo_type": "Car", "status": "done",
+            "snapshot_s3_key": "snapshots/ws/v/000007_001200.jpg",
+            "results": [{"variant": "baseline", "type": "Motorcycle", "make": "Yamaha", "model": "Mio",
+                         "type_conf": 0.9, "make_conf": 0.8, "model_conf": 0.7, "colors": [], "plate": None}]}
+
+
+def test_the_demo_main_model_on_real_footage_is_marked_as_demo_weights(tmp_path, capsys):
+    """Issue 24: on real footage the demo classifier said Motorcycle / Yamaha / Mio for every car;
+    the rows are still written, but the report and the summary show the detector's type as the
+    result and mark the classifier's answers as demo weights."""
+    from types import SimpleNamespace
+
+    from video_analysis.cli.analyze import DEMO_COLUMNS, print_summary
+    from video_analysis.cli.weights_notice import demo_classifier_on_real_footage
+
+    video = tmp_path / "pole.mp4"
+    video.write_bytes(b"")
+    assert demo_classifier_on_real_footage(Settings(), video, 10)
+    assert not demo_classifier_on_real_footage(Settings().replace(main_model_path="/m/main.onnx"), video, 10)
+    marked = write_report(tmp_path / "m", title="t", video={}, analyses=[ANALYSIS], timings={},
+                          demo_classifier=True).read_text()
+    plain = write_report(tmp_path / "p", title="t", video={}, analyses=[ANALYSIS], timings={}).read_text()
+    assert "main model (demo weights)" in marked and "demo weights: <b>Motorcycle</b>" in marked
+    assert "demo weights" not in plain and "<b>Motorcycle</b>" in plain
+    assert '<span class="tag">Car</span>' in marked  # the detector's type, as it is
+
+    print_summary(SimpleNamespace(analyses=[ANALYSIS]), demo_classifier=True)
+    out = capsys.readouterr().out
+    assert f"[{DEMO_COLUMNS}] type / make / model" in out and "[Motorcycle / Yamaha / Mio]" in out and "[70%]" in out
+    print_summary(SimpleNamespace(analyses=[ANALYSIS]))
+    assert "[" not in capsys.readouterr().out

@@ -73,3 +73,20 @@ def test_a_ground_truth_shifted_in_time_scores_worse():
 ])
 def test_cut_off_means_within_edge_px_of_the_frame_edge(box, edge_px, cut):
     assert touches_edge(box, W, H, edge_px) is cut
+
+
+# A vehicle leaving at the bottom: its drawn box reaches the frame edge (H = 360) from frame 30 on.
+LEAVING = Vehicle("R9", 0, 40, "car", "", {0: (300, 250, 360, 300), 30: (300, 300, 360, 360), 40: (300, 330, 360, 360)})
+
+
+@pytest.mark.parametrize("frame,box,vehicle,cut", [
+    (0, (300, 250, 360, 300), LEAVING, False),     # a whole view
+    (35, (300, 315, 360, 352), LEAVING, True),     # the detector's box ends 8 px short; the drawn one does not
+    (35, (300, 315, 360, 352), None, False),       # no vehicle matched: the snapshot's own box decides
+    (35, (300, 315, 360, 359), None, True),
+    (15, (300, 275, 360, 330), LEAVING, False),    # interpolated: 330 at frame 15, clear of the edge
+])
+def test_cut_off_is_judged_by_the_drawn_box_where_there_is_one(frame, box, vehicle, cut):
+    from video_analysis.eval.real import cut_off
+
+    assert cut_off(snap(frame, box), vehicle, W, H) is cut

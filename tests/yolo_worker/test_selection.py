@@ -111,3 +111,39 @@ def test_a_vehicle_entering_the_frame_still_gets_its_full_size_box():
     book.observe(5, _cand(4, (20, 100, 80, 140)), 1, crop)
     (ft,) = book.flush()
     assert not ft.best.touches_border and not ft.best.oversized and ft.best.area == 60 * 40
+
+
+@pytest.mark.parametrize("box,prev,w,h,cut", [
+    ((100, 100, 200, 200), None, 640, 360, False),
+    ((1, 100, 60, 140), None, 640, 360, True),         # within BORDER_PX
+    ((100, 100, 200, 357), None, 640, 360, True),      # 3 px short of the bottom: 1 % of 360 is 3.6 px
+    ((100, 100, 200, 355), None, 640, 360, False),     # 5 px short, not moving: a whole view
+    ((100, 100, 200, 713), None, 1280, 720, True),     # 7 px short at 720p: 1 % is 7.2 px
+    ((100, 100, 200, 1070), None, 1920, 1080, True),   # 10 px short at 1080p: 1 % is 10.8 px
+    ((100, 100, 200, 351), (100, 90, 200, 343), 640, 360, True),   # 9 px short and coming down 8 px a step
+    ((100, 100, 200, 351), (100, 100, 200, 351), 640, 360, False),  # 9 px short, standing still (parked)
+    ((100, 100, 200, 351), (100, 110, 200, 358), 640, 360, False),  # 9 px short, moving away from the edge
+    ((100, 100, 200, 340), (100, 60, 200, 320), 640, 360, False),   # 20 px short: out of the zone, whole
+    ((30, 100, 90, 140), (40, 100, 100, 140), 640, 360, False),     # leaving left, 30 px from it at 10 a step
+    ((8, 100, 68, 140), (18, 100, 78, 140), 640, 360, True),        # leaving left, 8 px from it: in the zone
+])
+def test_cut_by_edge(box, prev, w, h, cut):
+    from video_analysis.yolo_worker.selection import cut_by_edge
+
+    assert cut_by_edge(box, w, h, prev) is cut
+
+
+def test_an_oncoming_vehicle_gets_its_last_whole_view_not_its_biggest_cut_one():
+    """An oncoming car grows towards the bottom edge; the detector's biggest boxes end 3-9 px short
+    of it while the car runs out of the picture (issue 24): the snapshot is the last box clear of
+    the approach zone, although the later ones are larger."""
+    from video_analysis.yolo_worker.selection import TrackBook
+
+    book = TrackBook(max_age=5, min_hits=1)
+    crop = lambda box: np.zeros((2, 2, 3), np.uint8)  # noqa: E731
+    bottoms = (280, 300, 320, 340, 351, 357)  # px, of a 360 px high frame
+    for f, y2 in enumerate(bottoms):
+        top = y2 - 40 - 4 * f  # growing as it comes nearer
+        book.observe(f + 1, _cand(f, (300, top, 360 + 6 * f, y2)), 1, crop)
+    (ft,) = book.flush()
+    assert not ft.best.touches_border and ft.best.box[3] == 340, ft.best
