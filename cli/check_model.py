@@ -72,7 +72,6 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     from ..worker_config import get_settings
     from ..yolo_worker import detector_runtime as rt
     from ..yolo_worker.detector import Detector, class_mapping
-    from ..yolo_worker.detector_card import card_path
     from ..yolo_worker.tracking import reid_status
 
     settings = get_settings()
@@ -82,8 +81,8 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     exported = next(iter(det._exported.values()), None)
     mapped, ignored = class_mapping(det.names, det.lookup)
     reasons = rt.recorded_reasons(exported, det.cache_dir) if exported is not None else {}
-    family = (f"{det.card['family']} ({det.card['output']['layout']}), card {card_path(path).name}"
-              if det.card else "ultralytics (no card needed)")
+    family = (f"{det.card['family']} ({det.card['output']['layout']}), card {det.card_file.name}" if det.card_file
+              else "ultralytics (its export's metadata; no card needed)")
     return [f"kind        detector ({len(det.names)} classes)",
             f"format      {path.suffix.lstrip('.') or 'directory'}",
             f"family      {family}",

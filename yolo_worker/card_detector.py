@@ -13,8 +13,9 @@ card is a configuration error that names the fix.
 """
 from __future__ import annotations
 
+import ast
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +29,66 @@ RUNTIMES = ("openvino", "onnx")
 def has_card(path: str | Path) -> bool:
     """True when a detector card lies beside ``path`` (detector_card.card_path)."""
     return dc.card_path(path).is_file()
+
+
+def ultralytics_card(names: Sequence[str], size: Sequence[int]) -> dict:
+    """The card an ultralytics detection export carries implicitly (pure): its letterbox, its
+    ``[1, 4 + C, A]`` head, its class ``names`` in id order, its static input ``size`` (h, w)."""
+    return {"format": dc.CARD_FORMAT, "family": "ultralytics",
+            "input": {"size": [int(size[0]), int(size[1])], **dc.ULTRALYTICS_INPUT},
+            "output": {"layout": "ultralytics", "scores": "sigmoid-applied"}, "labels": list(names)}
+
+
+def _names_list(names: Any) -> Optional[list[str]]:
+    """Class names ``{0: 'person', ...}`` (a dict, or its repr as ultralytics writes it into ONNX
+    metadata) as a list in id order; None when they are not ids 0..n-1."""
+    if isinstance(names, str):
+        try:
+            names = ast.literal_eval(names)
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(names, (list, tuple)):
+        return [str(n) for n in names]
+    if not isinstance(names, dict) or sorted(names) != list(range(len(names))):
+        return None
+    return [str(names[i]) for i in range(len(names))]
+
+
+def ultralytics_export(path: str | Path) -> Optional[tuple[Path, dict]]:
+    """``(network file, card)`` for an ultralytics detection export that can run in the project's
+    runtime without a card: an ``.onnx`` file with ultralytics' metadata (task ``detect``, its class
+    names) and a static input, or an ``*_openvino_model/`` directory with its ``metadata.yaml`` and
+    one ``.xml``.  None for anything else (a dynamic-shape export, a TensorRT engine): those run as
+    ultralytics loads them."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # noqa: BLE001 - not a readable ONNX file: ultralytics says why
+            return None
+        meta = {q.key: q.value for q in model.metadata_props}
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in model.graph.input[0].type.tensor_type.shape.dim] if model.graph.input else []
+        names = _names_list(meta.get("names"))
+        if meta.get("task") != "detect" or names is None or len(dims) != 4 or None in dims or dims[:2] != [1, 3]:
+            return None
+        return path, ultralytics_card(names, dims[2:])
+    if path.is_dir() and (path / "metadata.yaml").is_file():
+        import yaml
+
+        try:
+            meta = yaml.safe_load((path / "metadata.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        xmls = sorted(path.glob("*.xml"))
+        names, imgsz = _names_list(meta.get("names")), meta.get("imgsz")
+        if meta.get("task") != "detect" or names is None or len(xmls) != 1 or meta.get("dynamic") \
+                or not (isinstance(imgsz, list) and len(imgsz) == 2):
+            return None
+        return xmls[0], ultralytics_card(names, imgsz)
+    return None
 
 
 def card_runtime(requested: str, path: Path, openvino: bool) -> str:

@@ -22,8 +22,11 @@ run in PyTorch, or exported to ONNX and run by OpenVINO or ONNX Runtime (``auto`
 see ``detector_runtime.py``) at the
 rectangular input size of the video's frames, exported once per weights and size, loaded lazily
 on the first frame of a new size (or ahead by :meth:`Detector.prepare`).  When the export or its
-loading fails the detector says why in one warning and stays on PyTorch.  Other weight files
-(``.onnx``, ``.engine``, OpenVINO directories) load through ultralytics as they are.
+loading fails the detector says why in one warning and stays on PyTorch.  A network with a
+detector card beside it (YOLOX, DETR, ...), and an ultralytics ONNX export or OpenVINO directory
+(its metadata is its card), run in the project's own runtime (card_detector.py) unless
+``detector_runtime=torch``; other files (``.engine``, dynamic-shape exports) load through
+ultralytics as they are.
 """
 from __future__ import annotations
 
@@ -128,9 +131,18 @@ class Detector:
         requested = runtime or settings.detector_runtime
         # A network with a detector card (YOLOX, DETR, ...; card_detector.py) runs in the project's
         # own runtime, never through ultralytics: its names and input come from the card.
+        # An ultralytics ONNX export or OpenVINO directory needs no card: its metadata gives one, and it
+        # runs in the project's runtime too (detector_runtime=torch keeps it in ultralytics' own).
         self.card: Optional[dict] = None
+        self.card_file: Optional[Path] = None  # None: the card came from an ultralytics export's metadata
+        self.network_path = path  # the file the runtime loads (an OpenVINO directory's .xml)
+        export = None if card_detector.has_card(path) or requested == "torch" else card_detector.ultralytics_export(path)
         if card_detector.has_card(path):
             self.card = detector_card.load_card(path)  # DetectorCardError: one line naming the key
+            self.card_file = detector_card.card_path(path)
+        elif export is not None:
+            self.network_path, self.card = export
+        if self.card is not None:
             self.model: Any = None
             self.names = dict(enumerate(detector_card.labels_of(self.card)))
         else:
@@ -155,7 +167,7 @@ class Detector:
         # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
         if self.card is not None:
             try:
-                self.runtime = card_detector.card_runtime(requested, path, rt.openvino_available())
+                self.runtime = card_detector.card_runtime(requested, self.network_path, rt.openvino_available())
             except ValueError as exc:
                 raise DetectorConfigError(str(exc)) from None
         else:
@@ -250,8 +262,8 @@ class Detector:
             return model
         hint = rt.float_precision_hint(self.precision, rt.cpu_capabilities())[0] if self.runtime == "openvino" else None
         try:
-            model = card_detector.load(self.runtime, self.path, self.card, self.threads_setting, hint, self.cache_dir,
-                                       (width, height))
+            model = card_detector.load(self.runtime, self.network_path, self.card, self.threads_setting, hint,
+                                       self.cache_dir, (width, height))
         except detector_card.DetectorCardError:
             raise
         except Exception as exc:  # noqa: BLE001 - a file the runtime cannot read, a cache it cannot write

@@ -118,6 +118,17 @@ def test_a_coco_yolov8m_and_its_exports_with_the_class_mapping(capsys, monkeypat
     assert out.endswith("ok: the yolo_worker can run it\n")
 
 
+@pytest.mark.parametrize("form", ["onnx", "openvino"])
+def test_a_teams_ultralytics_export_is_reported_in_the_projects_runtime(capsys, coco_yolov8m, form):
+    """Without detector_runtime=torch an ultralytics export runs in the project's runtime: the
+    family from its metadata, the input it was exported at, OpenVINO, the measured threads."""
+    rc, out, err = check(capsys, coco_yolov8m[form], runs=1)
+    assert rc == 0, err
+    assert "family      ultralytics (its export's metadata; no card needed)" in out
+    assert "runtime     openvino on cpu" in out and "input       160x160 (the card)" in out
+    assert "classes     car -> Car, motorcycle -> Motorcycle, bus -> CarouselBus, truck -> LightTruck" in out
+
+
 @pytest.mark.parametrize("kind", [None, "main", "detector"])
 def test_a_file_that_would_run_code_is_refused_and_not_run(capsys, tmp_path, kind):
     marker = tmp_path / "ran"
@@ -192,10 +203,10 @@ def test_class_mapping(names, mapped, ignored):
 
 @pytest.mark.parametrize("form", ["pt", "onnx", "openvino"])
 def test_a_coco_yolov8m_runs_a_video_end_to_end_in_the_real_worker(provisioned, coco_yolov8m, clip_factory, form):
-    skip_native_openvino_under_a_kernel_cap(form)
     """The same three files through the real YoloWorker and its poller: PROCESS_VIDEO in, the
     video ``done`` (random weights find no vehicle worth a snapshot: this is the plumbing, and
     every box they do report is of a mapped COCO class or ignored)."""
+    skip_native_openvino_under_a_kernel_cap(form)
     harness = load_test_module("yolo_harness", Path(__file__).parents[1] / "yolo_worker" / "yolo_harness.py")
     from video_analysis.yolo_worker.detector import Detector
 
