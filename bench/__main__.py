@@ -3,7 +3,7 @@
     python -m video_analysis.bench                 # a-e, the static-camera case and threads (about 7-9 min on 2 cores)
     python -m video_analysis.bench yolo main       # a+b, c only
     python -m video_analysis.bench --quick         # short clips: a smoke run in a few minutes
-    CVITX_DETECTOR_PATH=...  (with CVITX_ENV_OVERRIDES=1)  your own weights
+    python -m video_analysis.bench yolo --detector team.onnx --imgsz 320   # a team's detector file
 
 Groups: ``yolo`` = a (end to end, motion gating off, vs detector-only) + b (end to end vs naive
 ultralytics track loop) on continuous traffic, the static-camera case (a car park: parked
@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     ap.add_argument("--stride", type=int, default=3, help="frame_stride for every yolo_worker run")
     ap.add_argument("--runtime", help="detector runtime for a/b (default: the configured one)")
     ap.add_argument("--imgsz", type=int, help="detector input size for a/b (default: the weights' own, and 640)")
+    ap.add_argument("--detector", help="detector file for the yolo groups a/b and the car park (default: the demo "
+                    "detector), e.g. a team's ONNX export; the naive loop loads the same file in ultralytics")
     ap.add_argument("--no-plate", action="store_true", help="c with plate OCR off only (by default c runs with it on and, side by side, off)")
     ap.add_argument("--isa", choices=["avx2"], help="run as on a CPU with AVX2 only (no AVX-512, VNNI or bfloat16): "
                     f"the benchmark re-runs itself with {ISA_CAP_VAR}=AVX2, which caps oneDNN's kernels; "
@@ -96,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
 
         duration, rounds = (10.0, 2) if args.quick else (30.0, 3)
         log("a+b: yolo_worker end to end (motion gating on and off) vs detector-only vs naive track loop")
-        results["yolo"] = bench_yolo(duration, args.stride, rounds=rounds, runtime=args.runtime, imgsz=args.imgsz)
+        results["yolo"] = bench_yolo(duration, args.stride, rounds=rounds, runtime=args.runtime, imgsz=args.imgsz,
+                                     weights=args.detector)
         log("static camera (car park): end to end vs detector-only vs naive track loop")
         results["yolo_static"] = bench_yolo(duration, args.stride, rounds=rounds, runtime=args.runtime,
-                                            imgsz=args.imgsz, scene="carpark")
+                                            imgsz=args.imgsz, scene="carpark", weights=args.detector)
         log("threads: detector-only and end to end at detector_threads 1 vs every usable core")
         results["yolo_threads"] = bench_threads(duration, args.stride, rounds=rounds, runtime=args.runtime,
                                                 imgsz=args.imgsz)

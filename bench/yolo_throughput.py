@@ -203,16 +203,19 @@ def coverage_change(gated: dict[str, Any], ungated: dict[str, Any]) -> float | N
 
 
 def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive: bool = True,
-               runtime: str | None = None, imgsz: int | None = None, scene: str = "road",
+               runtime: str | None = None, imgsz: int | None = None, scene: str = "road", weights: str | None = None,
                **clip_kw: Any) -> dict[str, Any]:
     """a and b on a ``scene`` clip (``road``: continuous traffic; ``carpark``: the static-camera
     case, seed :data:`CARPARK_SEED` unless ``clip_kw`` names one).  ``imgsz`` overrides the
-    detector's input size (None: the size the weights were trained at)."""
+    detector's input size (None: the size the weights were trained at); ``weights`` the detector
+    file (None: the configured one, the demo detector), e.g. a team's ONNX export."""
     if scene == "carpark":
         clip_kw.setdefault("seed", CARPARK_SEED)
     path = clip(duration_s, scene=scene, **clip_kw)
     info, gt = probe(path), load_ground_truth(path)
     changes: dict[str, Any] = {"device": "cpu", "plate_enabled": False, "detector_imgsz": imgsz}
+    if weights:
+        changes["detector_path"] = str(Path(weights).resolve())
     if runtime:
         changes["detector_runtime"] = runtime
     with local_stack(**changes) as (s, _):
