@@ -184,7 +184,10 @@ def load(runtime: str, path: Path, card: dict, threads: Optional[int], hint: Opt
         return make(threads)
     digest = rt.weights_digest(path)
     record = Path(cache_dir) / rt.cache_name(path.stem, digest, size, "threads")
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # a read-only cache: measured unlocked and again next time (choose_threads warns once)
     model = rt.choose_threads(runtime, path, size, hint, record, frame_size, factory=make)
     model.digest = digest
     return model

@@ -126,3 +126,20 @@ def test_a_card_with_a_typo_is_refused_when_the_detector_loads(tmp_path):
 def test_pytorch_cannot_run_a_card_network():
     with pytest.raises(DetectorConfigError, match="auto, openvino or onnx"):
         Detector(Settings(device="cpu", detector_path=str(YOLOX), detector_runtime="torch"))
+
+
+def test_an_unwritable_cache_only_costs_the_record(tmp_path, frame, caplog):
+    """A card network needs the cache for its thread record alone: where it cannot be written
+    the detector still runs (measured, one warning), it does not refuse to start."""
+    import logging
+
+    from video_analysis.yolo_worker.detector_runtime import usable_cores
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    det = Detector(Settings(device="cpu", detector_path=str(YOLOX), detector_cache_dir=str(blocker / "cache")))
+    with caplog.at_level(logging.WARNING, logger="video_analysis.yolo_worker"):
+        assert len(det.detect(frame)) >= 5
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == (1 if usable_cores() > 1 else 0), warned
+    assert all("could not record the detector thread decision" in w for w in warned)
