@@ -472,7 +472,8 @@ def recorded_reasons(model: OnnxModel, cache_dir: str | Path) -> dict[str, str]:
     """Why ``model`` (a loaded export of this cache) runs on its threads and precision, as the
     records beside it say (``threads`` / ``precision`` -> the decision's reason); a setting that
     fixed one, or a record of another host, leaves its key out.  What check-model prints."""
-    stem = model.path.name.split(f"-{model.digest}-")[0] if model.digest else model.path.stem
+    name = model.path.name  # an export in the cache is <stem>-<digest>-<h>x<w>...; a card network is itself
+    stem = name.split(f"-{model.digest}-")[0] if model.digest and f"-{model.digest}-" in name else model.path.stem
     out: dict[str, str] = {}
     if model.digest:
         threads = measured.read_json(Path(cache_dir) / cache_name(stem, model.digest, model.size, "threads"))
