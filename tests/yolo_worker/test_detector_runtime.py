@@ -227,7 +227,7 @@ def test_the_thread_count_is_measured_once_recorded_and_followed(pair, cache_dir
     facts change; a set detector_threads is used as it is and records nothing."""
     import json
 
-    onnx = next(cache_dir.glob("*-192x320.onnx"))
+    onnx = rt.export_onnx(DETECTOR, (192, 320), cache_dir)  # cached by the parity tests when they ran first
     record = tmp_path / "threads.json"
     with caplog.at_level(logging.INFO, logger="video_analysis.yolo_worker"):
         first = rt.choose_threads("openvino", onnx, (192, 320), "f32", record, (640, 360), cores=2, seconds=0.3)
