@@ -80,7 +80,7 @@ def detector_lines(path: Path, runs: int) -> list[str]:
     ms = median_ms(lambda: det.detect(frame), runs)
     exported = next(iter(det._exported.values()), None)
     mapped, ignored = class_mapping(det.names, det.lookup)
-    reasons = rt.recorded_reasons(exported, det.cache_dir) if exported is not None else {}
+    reasons = rt.recorded_reasons(exported) if exported is not None else {}
     family = (f"{det.card['family']} ({det.card['output']['layout']}), card {det.card_file.name}" if det.card_file
               else "ultralytics (its export's metadata; no card needed)")
     return [f"kind        detector ({len(det.names)} classes)",

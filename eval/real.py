@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ..yolo_worker.selection import BORDER_PX
+from ..yolo_worker.selection import touches_border as touches_edge  # the worker's own test, any margin
+from .metrics import iou_matrix
 
 Box = tuple[float, float, float, float]
 GROW = 0.25
@@ -202,12 +204,8 @@ def centre_inside(box: Sequence[float], region: Sequence[float], grow: float = G
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    """IoU of two ``(x1, y1, x2, y2)`` boxes (eval/metrics.py's, for one pair)."""
+    return float(iou_matrix(a, b)[0, 0])
 
 
 GT_EDGE_PX = 1.0  # a drawn box this close to the frame edge: the vehicle runs out of the picture
@@ -221,11 +219,6 @@ def cut_off(snapshot: "Snapshot", vehicle: Optional["Vehicle"], width: int, heig
         return True
     drawn = box_at(vehicle.boxes, snapshot.frame) if vehicle is not None else None
     return drawn is not None and touches_edge(drawn, width, height, GT_EDGE_PX)
-
-
-def touches_edge(box: Sequence[float], width: int, height: int, edge_px: float = BORDER_PX) -> bool:
-    """The box is within ``edge_px`` of the frame's edge: the picture is cut off."""
-    return bool(box[0] <= edge_px or box[1] <= edge_px or box[2] >= width - edge_px or box[3] >= height - edge_px)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,9 +23,6 @@ from . import detector_card as dc
 from . import detector_runtime as rt
 from . import families as fm
 
-RUNTIMES = ("openvino", "onnx")
-
-
 def has_card(path: str | Path) -> bool:
     """True when a detector card lies beside ``path`` (detector_card.card_path)."""
     return dc.card_path(path).is_file()
@@ -151,9 +148,7 @@ class CardOpenVino(_CardSteps, rt.OpenVinoModel):
         return res[0] if n == 1 else [res[i] for i in range(n)]
 
     def shapes(self) -> tuple[list, list]:
-        def dims(port) -> list:
-            return [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
-        return dims(self.request.model_inputs[0]), [dims(o) for o in self.request.model_outputs]
+        return _dims(self.request.model_inputs[0]), [_dims(o) for o in self.request.model_outputs]
 
 
 CLASSES = {"onnx": CardOnnx, "openvino": CardOpenVino}
@@ -189,20 +184,21 @@ def load(runtime: str, path: Path, card: dict, threads: Optional[int], hint: Opt
     except OSError:
         pass  # a read-only cache: measured unlocked and again next time (choose_threads warns once)
     model = rt.choose_threads(runtime, path, size, hint, record, frame_size, factory=make)
-    model.digest = digest
+    model.digest, model.thread_record = digest, record
     return model
 
 
 def _shapes_of(runtime: str, path: Path) -> tuple[list, list]:
     """The network's input and output shapes, read without compiling it for inference."""
     if runtime == "openvino":
-        core = rt.import_openvino().Core()
-        m = core.read_model(str(path))
-
-        def dims(port) -> list:
-            return [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
-        return dims(m.inputs[0]), [dims(o) for o in m.outputs]
+        m = rt.import_openvino().Core().read_model(str(path))
+        return _dims(m.inputs[0]), [_dims(o) for o in m.outputs]
     import onnxruntime as ort
 
     s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return list(s.get_inputs()[0].shape), [list(o.shape) for o in s.get_outputs()]
+
+
+def _dims(port) -> list:
+    """An OpenVINO port's shape as a list, -1 for a dynamic dimension (detector_card's convention)."""
+    return [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]

@@ -136,11 +136,10 @@ class Detector:
         self.card: Optional[dict] = None
         self.card_file: Optional[Path] = None  # None: the card came from an ultralytics export's metadata
         self.network_path = path  # the file the runtime loads (an OpenVINO directory's .xml)
-        export = None if card_detector.has_card(path) or requested == "torch" else card_detector.ultralytics_export(path)
         if card_detector.has_card(path):
             self.card = detector_card.load_card(path)  # DetectorCardError: one line naming the key
             self.card_file = detector_card.card_path(path)
-        elif export is not None:
+        elif requested != "torch" and (export := card_detector.ultralytics_export(path)) is not None:
             self.network_path, self.card = export
         if self.card is not None:
             self.model: Any = None
@@ -260,10 +259,9 @@ class Detector:
         model = self._exported.get(size)
         if model is not None:
             return model
-        hint = rt.float_precision_hint(self.precision, rt.cpu_capabilities())[0] if self.runtime == "openvino" else None
         try:
-            model = card_detector.load(self.runtime, self.network_path, self.card, self.threads_setting, hint,
-                                       self.cache_dir, (width, height))
+            model = card_detector.load(self.runtime, self.network_path, self.card, self.threads_setting,
+                                       rt.runtime_hint(self.runtime, self.precision), self.cache_dir, (width, height))
         except detector_card.DetectorCardError:
             raise
         except Exception as exc:  # noqa: BLE001 - a file the runtime cannot read, a cache it cannot write

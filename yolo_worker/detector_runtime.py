@@ -112,6 +112,12 @@ def float_precision_hint(requested: str, capabilities: Sequence[str]) -> tuple[O
     return float_hint("auto" if requested == "int8" else requested, capabilities, "detector_precision")
 
 
+def runtime_hint(runtime: str, precision: str) -> Optional[str]:
+    """The INFERENCE_PRECISION_HINT a float model of ``runtime`` is compiled with for
+    ``detector_precision=precision`` on this CPU (OpenVINO only; None = the runtime's own)."""
+    return float_precision_hint(precision, cpu_capabilities())[0] if runtime == "openvino" else None
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity: a systemd CPUAffinity= or a container's
     cpuset), not the host's count."""
@@ -231,6 +237,8 @@ class OnnxModel:
 
     precision = "f32"  # what the runtime computes in (OpenVINO may run bfloat16, INT8): log lines, bench
     digest: Optional[str] = None  # the weights' digest, where load_float loaded it
+    thread_record: Optional[Path] = None  # the measured thread count's record it follows (threads unset)
+    int8_sidecar: Optional[Path] = None   # the INT8 export's sidecar (detector_precision int8 / auto)
 
     def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None,
                  hint: Optional[str] = None):
@@ -434,10 +442,11 @@ def load_exported(runtime: str, weights: str | Path, size: Sequence[int], cache_
     if runtime == "openvino" and precision in ("int8", "auto"):
         from . import quantize
 
-        digest = model.digest
-        model = quantize.select(model, precision, Path(weights), digest, size, Path(cache_dir),
+        float_model = model
+        model = quantize.select(model, precision, Path(weights), float_model.digest, size, Path(cache_dir),
                                 calibration_dir, frame_size)
-        model.digest = digest
+        model.digest, model.thread_record = float_model.digest, float_model.thread_record
+        model.int8_sidecar = quantize.int8_paths(cache_dir, Path(weights).stem, float_model.digest, size)[2]
     return model
 
 
@@ -448,7 +457,7 @@ def load_float(runtime: str, weights: str | Path, size: Sequence[int], cache_dir
     ``frame_size`` (W, H) frames), with the float precision ``precision`` asks OpenVINO for;
     ``model.digest`` is the weights' digest."""
     cls = RUNTIMES[runtime]
-    hint = float_precision_hint(precision, cpu_capabilities())[0] if runtime == "openvino" else None
+    hint = runtime_hint(runtime, precision)
     digest = digest or weights_digest(weights)
     weights, cache_dir = Path(weights), Path(cache_dir)
     record = cache_dir / cache_name(weights.stem, digest, size, "threads")
@@ -464,25 +473,21 @@ def load_float(runtime: str, weights: str | Path, size: Sequence[int], cache_dir
     except ExportFailed:
         path.unlink(missing_ok=True)
         model = load(export_onnx(weights, size, cache_dir, digest))
-    model.digest = digest
+    model.digest, model.thread_record = digest, None if threads else record
     return model
 
 
-def recorded_reasons(model: OnnxModel, cache_dir: str | Path) -> dict[str, str]:
-    """Why ``model`` (a loaded export of this cache) runs on its threads and precision, as the
-    records beside it say (``threads`` / ``precision`` -> the decision's reason); a setting that
-    fixed one, or a record of another host, leaves its key out.  What check-model prints."""
-    name = model.path.name  # an export in the cache is <stem>-<digest>-<h>x<w>...; a card network is itself
-    stem = name.split(f"-{model.digest}-")[0] if model.digest and f"-{model.digest}-" in name else model.path.stem
+def recorded_reasons(model: OnnxModel) -> dict[str, str]:
+    """Why ``model`` runs on its threads and precision, as the records it was loaded by say
+    (``threads`` / ``precision`` -> the decision's reason); a setting that fixed one, or a record of
+    another host, leaves its key out.  What check-model prints."""
     out: dict[str, str] = {}
-    if model.digest:
-        threads = measured.read_json(Path(cache_dir) / cache_name(stem, model.digest, model.size, "threads"))
-        if threads and threads.get("threads") == model.threads and threads.get("cpu") == cpu_name():
-            out["threads"] = f"measured on this host: {threads.get('reason')}"
-        sidecar = measured.read_json(Path(cache_dir) / cache_name(stem, model.digest, model.size, "int8-json"))
-        auto = (sidecar or {}).get("auto") or {}
-        if auto.get("cpu") == cpu_name() and auto.get("threads") == model.threads:
-            out["precision"] = f"auto, measured on this host: {auto.get('reason')}"
+    threads = measured.read_json(model.thread_record) if model.thread_record else None
+    if threads and threads.get("threads") == model.threads and threads.get("cpu") == cpu_name():
+        out["threads"] = f"measured on this host: {threads.get('reason')}"
+    auto = ((measured.read_json(model.int8_sidecar) if model.int8_sidecar else None) or {}).get("auto") or {}
+    if auto.get("cpu") == cpu_name() and auto.get("threads") == model.threads:
+        out["precision"] = f"auto, measured on this host: {auto.get('reason')}"
     return out
 
 

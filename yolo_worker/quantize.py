@@ -142,8 +142,7 @@ def host_key(cpu: str, threads: int, openvino_version: str) -> dict:
 
 def decision_applies(decision: Optional[Mapping[str, Any]], host: Mapping[str, Any]) -> bool:
     """True when a recorded auto ``decision`` was measured on this ``host`` (:func:`host_key`)."""
-    return bool(decision) and decision.get("choice") in ("int8", "float") and all(
-        decision.get(k) == v for k, v in host.items())
+    return measured.applies(decision, host) and decision.get("choice") in ("int8", "float")
 
 
 def work_needed(meta: Optional[Mapping[str, Any]], precision: str, requested_source: str,
@@ -383,9 +382,6 @@ def read_sidecar(xml: Path, bin_: Path, sidecar: Path) -> Optional[dict]:
     return None
 
 
-write_json_atomic = measured.write_json_atomic
-
-
 def quantize_onnx(onnx_path: str | Path, inputs: Sequence[np.ndarray]):
     """The NNCF INT8 ``openvino.Model`` of the ONNX file, calibrated on ``inputs`` (all of them)."""
     ov = rt.import_openvino()
@@ -429,7 +425,7 @@ def export_int8(onnx_path: str | Path, stem: str, digest: str, size: Sequence[in
                 "calibration_frames": cal.describe, "subset_size": len(cal.calibrate),
                 "preset": "mixed", "nncf": nncf.__version__, "openvino": ov.get_version().split("-")[0],
                 "made_s": round(time.monotonic() - t0, 1), "bin_sha256": file_digest(tmp / bin_.name, 16)}
-        write_json_atomic(tmp / sidecar.name, meta)
+        measured.write_json_atomic(tmp / sidecar.name, meta)
         # The .json vouches for the pair, so it goes last; a reader between the renames sees a
         # .bin that does not match the old .json and makes the export again (at worst).
         for name in (bin_.name, xml.name, sidecar.name):
@@ -525,7 +521,7 @@ def decide(float_model: rt.OpenVinoModel, stem: str, digest: str, size: Sequence
                                    meta["calibration"] if meta["calibration"] != GENERATED else None, subset_size=0)
         meta = {**meta, "auto": measure(float_model, int8_model, cal.held_out, host, seconds)}
         try:
-            write_json_atomic(sidecar, meta)
+            measured.write_json_atomic(sidecar, meta)
         except OSError as exc:  # read-only cache: measured again next time, still correct
             log.warning(f"could not record the detector precision decision: {exc}", extra={"sidecar": str(sidecar)})
     a = meta["auto"]

@@ -79,10 +79,11 @@ class Candidate:
         return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
-def touches_border(box: Sequence[float], frame_w: float, frame_h: float) -> bool:
-    """``(x1, y1, x2, y2)`` within ``BORDER_PX`` of the frame's edge: cut off, leaving or entering."""
+def touches_border(box: Sequence[float], frame_w: float, frame_h: float, margin: float = BORDER_PX) -> bool:
+    """``(x1, y1, x2, y2)`` within ``margin`` px (``BORDER_PX``) of the frame's edge: cut off,
+    leaving or entering."""
     x1, y1, x2, y2 = box[:4]
-    return bool(x1 <= BORDER_PX or y1 <= BORDER_PX or x2 >= frame_w - BORDER_PX or y2 >= frame_h - BORDER_PX)
+    return bool(x1 <= margin or y1 <= margin or x2 >= frame_w - margin or y2 >= frame_h - margin)
 
 
 def cut_by_edge(box: Sequence[float], frame_w: float, frame_h: float,
