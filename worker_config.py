@@ -162,6 +162,11 @@ class Settings(BaseModel):
     tracker_reid_path: str = "yolo_worker/bundle/deepsort.engine"
     track_max_age: int = Field(30, ge=1)  # processed frames a lost track is kept before it ends
     min_track_hits: int = Field(3, ge=1)  # shorter tracks are noise and emit nothing
+    # A track that stood still (yolo_worker/selection.py: its centre within STATIC_SHIFT of its box
+    # size for at least STATIC_MIN_S) is a parked vehicle or a static false positive (painted
+    # arrows, a sign, one spot of a dense far queue): it emits only if its most confident detection
+    # reached this.  Moving tracks are not affected.  0 turns the test off.
+    static_min_conf: float = Field(0.4, ge=0.0, le=1.0)
     progress_interval_s: float = Field(5.0, gt=0)
     max_video_bytes: int = Field(4 * 1024**3, ge=1)
     max_video_duration_s: float = Field(4 * 3600.0, gt=0)

@@ -147,7 +147,8 @@ def run_naive(settings, weights: Path, imgsz: int, path: Path, stride: int) -> d
     info = probe(path)
     model = YOLO(str(weights), task="detect")
     model.predict(str(path), imgsz=imgsz, device="cpu", verbose=False, stream=False, vid_stride=10**6)  # warm-up
-    book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits)
+    book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits,
+                     static_min_conf=settings.static_min_conf)
     snapshots = frames = 0
     t0 = time.perf_counter()
     stream = model.track(source=str(path), stream=True, vid_stride=stride, imgsz=imgsz, conf=settings.detector_conf,

@@ -65,6 +65,7 @@ def evaluate_tracking(video: str | Path, settings: Settings, stride: int = 3, de
             "frames_processed": stats.frames_processed, "frames_read": stats.frames_read, "stride": stride,
             "frames_detected": stats.frames_detected, "frames_carried": stats.frames_carried,
             "processed_fps": round(stats.fps, 1), "tracks_dropped": stats.tracks_dropped,
+            "tracks_dropped_static": stats.tracks_dropped_static,
             "first_emit_s": None if stats.first_emit_s is None else round(stats.first_emit_s, 2),
             "wall_s": round(stats.wall_s, 2)}
 

@@ -88,10 +88,11 @@ def ultralytics_export(path: str | Path) -> Optional[tuple[Path, dict]]:
     return None
 
 
-def card_runtime(requested: str, path: Path, openvino: bool) -> str:
-    """``"openvino"`` or ``"onnx"`` for a card network at ``path`` (pure): ``auto`` = OpenVINO where
-    installed; an OpenVINO IR only OpenVINO reads.  ``torch`` has no meaning for a bare network:
-    ValueError says what to set."""
+def card_runtime(requested: str, path: Path, openvino: bool, cuda: bool = False) -> str:
+    """``"openvino"`` or ``"onnx"`` for a card network at ``path`` (pure): ``auto`` = ONNX Runtime
+    on the GPU where ``cuda`` (the detector's device is a GPU and onnxruntime has its CUDA
+    provider), else OpenVINO where installed; an OpenVINO IR only OpenVINO reads.  ``torch`` has
+    no meaning for a bare network: ValueError says what to set."""
     if requested == "torch":
         raise ValueError(f"detector_runtime=torch cannot run {path.name}: a network with a detector card runs in "
                          "OpenVINO or ONNX Runtime; set detector_runtime to auto, openvino or onnx")
@@ -101,7 +102,7 @@ def card_runtime(requested: str, path: Path, openvino: bool) -> str:
                              "(pip install -r requirements.txt)")
         return "openvino"
     if requested == "auto":
-        return "openvino" if openvino else "onnx"
+        return "onnx" if cuda or not openvino else "openvino"
     return requested
 
 
@@ -110,8 +111,10 @@ class _CardSteps:
     before OnnxModel / OpenVinoModel, which load and run the network)."""
 
     def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int], hint: Optional[str],
-                 card: dict, family: fm.Family):
+                 card: dict, family: fm.Family, providers: Optional[list] = None):
         self.card, self.family = card, family
+        if providers:
+            self.providers = providers  # ONNX Runtime's (rt.onnx_providers); OpenVINO ignores them
         super().__init__(path, size, threads, hint)  # type: ignore[call-arg]  # OnnxModel's: load, check the input
 
     def input_for(self, frame: np.ndarray) -> np.ndarray:
@@ -155,17 +158,18 @@ CLASSES = {"onnx": CardOnnx, "openvino": CardOpenVino}
 
 
 def load(runtime: str, path: Path, card: dict, threads: Optional[int], hint: Optional[str], cache_dir: Path,
-         frame_size: Optional[Sequence[int]] = None) -> rt.OnnxModel:
+         frame_size: Optional[Sequence[int]] = None, providers: Optional[list] = None) -> rt.OnnxModel:
     """The card network at ``path`` loaded for ``runtime``, checked against its card
     (DetectorCardError naming the key), on ``threads`` (None: measured once per host and recorded
-    in ``cache_dir``, detector_runtime.choose_threads)."""
+    in ``cache_dir``, detector_runtime.choose_threads); ``providers``: ONNX Runtime's execution
+    providers (rt.onnx_providers; None: the CPU)."""
     cls = CLASSES[runtime]
     size = tuple(int(v) for v in card["input"]["size"])
     family = fm.family_for(card)
 
     def make(n: int) -> rt.OnnxModel:
         try:
-            model = cls(path, size, n, hint, card, family)
+            model = cls(path, size, n, hint, card, family, providers)
         except rt.ExportFailed as exc:
             if "takes input" not in str(exc):
                 raise
@@ -195,7 +199,7 @@ def _shapes_of(runtime: str, path: Path) -> tuple[list, list]:
         return _dims(m.inputs[0]), [_dims(o) for o in m.outputs]
     import onnxruntime as ort
 
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    s = ort.InferenceSession(str(path), providers=[rt.CPU_EP])
     return list(s.get_inputs()[0].shape), [list(o.shape) for o in s.get_outputs()]
 
 

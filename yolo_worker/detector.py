@@ -164,11 +164,22 @@ class Detector:
             raise DetectorConfigError(f"unknown detector runtime {requested!r}; use auto, torch or "
                                       + ", ".join(rt.EXPORTED))
         # "torch", "native" (a non-.pt file, through ultralytics as it is) or an exported runtime.
+        self.providers: list = [rt.CPU_EP]  # ONNX Runtime's, for a card network (rt.onnx_providers)
         if self.card is not None:
+            import onnxruntime as ort
+
+            self.providers = rt.onnx_providers(self.device, ort.get_available_providers())
+            on_gpu = self.providers[0] != rt.CPU_EP
             try:
-                self.runtime = card_detector.card_runtime(requested, self.network_path, rt.openvino_available())
+                self.runtime = card_detector.card_runtime(requested, self.network_path, rt.openvino_available(), on_gpu)
             except ValueError as exc:
                 raise DetectorConfigError(str(exc)) from None
+            if self.device.startswith("cuda") and not (on_gpu and self.runtime == "onnx"):
+                log.warning(f"device {self.device}: the card network {path.name} runs on the CPU in {self.runtime}"
+                            + ("" if on_gpu else "; onnxruntime here has no CUDA provider (pip install "
+                               "onnxruntime-gpu, of the same version, in place of onnxruntime)"),
+                            extra={"weights": str(path)})
+                self.device = "cpu"  # where it computes: sizes the decoder's threads
         else:
             self.runtime = rt.choose_runtime(requested, path, self.device, openvino=rt.openvino_available())
         self.cache_dir = settings.detector_cache_path()
@@ -261,7 +272,8 @@ class Detector:
             return model
         try:
             model = card_detector.load(self.runtime, self.network_path, self.card, self.threads_setting,
-                                       rt.runtime_hint(self.runtime, self.precision), self.cache_dir, (width, height))
+                                       rt.runtime_hint(self.runtime, self.precision), self.cache_dir, (width, height),
+                                       self.providers if self.runtime == "onnx" else None)
         except detector_card.DetectorCardError:
             raise
         except Exception as exc:  # noqa: BLE001 - a file the runtime cannot read, a cache it cannot write
@@ -270,7 +282,8 @@ class Detector:
         self._exported[size] = model
         self.threads = model.threads
         log.info("detector runtime ready", extra={"runtime": self.runtime, "model": str(model.path),
-                                                   "family": self.card["family"], "input_size": f"{size[0]}x{size[1]}",
+                                                   "family": self.card["family"], "device": self.device,
+                                                   "input_size": f"{size[0]}x{size[1]}",
                                                    "precision": model.precision, "threads": model.threads})
         return model
 

@@ -69,6 +69,19 @@ def choose_runtime(requested: str, weights: str | Path, device: str, openvino: b
     return requested
 
 
+CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def onnx_providers(device: str, available: Sequence[str]) -> list:
+    """ONNX Runtime's execution providers for ``device`` (pure): ``cuda[:N]`` with a CUDA build of
+    onnxruntime (``onnxruntime-gpu``, whose ``available`` providers name CUDA) = CUDA on GPU ``N``,
+    then the CPU for what CUDA lacks; anything else = the CPU alone."""
+    if device.startswith("cuda") and CUDA_EP in available:
+        index = device.partition(":")[2]
+        return [(CUDA_EP, {"device_id": int(index) if index.isdigit() else 0}), CPU_EP]
+    return [CPU_EP]
+
+
 def input_size(width: int, height: int, imgsz: int, stride: int = STRIDE) -> tuple[int, int]:
     """``(h, w)`` network input for ``width x height`` frames at ``imgsz`` (long side), padded to
     ``stride``: the rectangle ultralytics' letterbox gives a ``.pt`` model for one such frame."""
@@ -239,6 +252,7 @@ class OnnxModel:
     digest: Optional[str] = None  # the weights' digest, where load_float loaded it
     thread_record: Optional[Path] = None  # the measured thread count's record it follows (threads unset)
     int8_sidecar: Optional[Path] = None   # the INT8 export's sidecar (detector_precision int8 / auto)
+    providers: list = [CPU_EP]  # ONNX Runtime's execution providers (onnx_providers); OpenVINO: the CPU
 
     def __init__(self, path: str | Path, size: Sequence[int], threads: Optional[int] = None,
                  hint: Optional[str] = None):
@@ -271,7 +285,7 @@ class OnnxModel:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), opts, providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
             raise ExportFailed(f"ONNX Runtime cannot load {self.path.name}: {type(exc).__name__}: {exc}") from exc
         inp = self.session.get_inputs()[0]

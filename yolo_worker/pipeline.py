@@ -18,6 +18,7 @@ import numpy as np
 from ..worker_config import Settings
 from ..worker_utils.errors import WorkerError, inference_error
 from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
+from .containers import drop_containers
 from .motion import MotionGate
 from .selection import FinishedTrack, TrackBook, make_candidate
 from .track_ids import TrackIds
@@ -54,7 +55,8 @@ class PipelineStats:
     frames_read: int = 0
     frames_processed: int = 0
     tracks_emitted: int = 0
-    tracks_dropped: int = 0
+    tracks_dropped: int = 0  # too few hits, or static false positives (below)
+    tracks_dropped_static: int = 0  # static tracks that never reached static_min_conf
     # Of the processed frames: how many the detector ran on, how many got the last detected
     # frame's detections again because nothing moved (motion gating, motion.py).
     frames_detected: int = 0
@@ -103,7 +105,8 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     if prepare is not None and info.width > 0 and info.height > 0:
         prepare(info.width, info.height)  # export / load the runtime for this size (not timed)
     stats = PipelineStats()
-    book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits)
+    book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits,
+                     static_min_conf=settings.static_min_conf)
     t0 = time.perf_counter()
     batch = max(1, settings.detector_batch)
     reader = FrameReader(path, stride, queue_size=max(4, batch),
@@ -129,7 +132,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
         raise
     stats.frames_read = reader.frames_read
     stats.decode_threads = reader.decoder_threads
-    stats.tracks_dropped = book.dropped
+    stats.tracks_dropped, stats.tracks_dropped_static = book.dropped, book.dropped_static
     stats.wall_s = time.perf_counter() - t0
     return stats
 
@@ -153,6 +156,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
         for step, (frame, dets) in enumerate(stream, start=1):
             img = frame.image
             h, w = img.shape[:2]
+            dets = drop_containers(dets)
             tracks = tracker.update(dets, img)
             rows = ids.relabel(step, track_rows(dets, tracks))
             if on_tracks is not None:

@@ -28,6 +28,15 @@ one criterion does not override the next one:
    half-diagonal) are within ``CENTER_TOL`` (0.05);
 5. **earlier** frame wins.
 
+**Static tracks.**  A track whose box centre stayed within ``STATIC_SHIFT`` (0.3) of its first
+box's size (its longer side) for at least ``STATIC_MIN_S`` (0.5 s) of video is *static*: a
+parked vehicle, or a static false positive.  A static track is emitted only when its most
+confident detection reached ``static_min_conf``: with a real COCO detector on real footage the
+false ones (painted arrows and a sign at 0.13-0.30, one for 21 s; one spot of a dense far queue
+where cars stream through a box that stays put, 0.27-0.37) never did, while a parked vehicle in
+view scores well above it.  A track too short to judge (under ``STATIC_MIN_S``, such as a car
+that comes into view just before the clip ends) is not judged.
+
 A track keeps only its current best candidate *and its crop* (never a whole frame), so
 memory is bounded by the number of live tracks, not by video length.
 """
@@ -51,6 +60,8 @@ CENTER_TOL = 0.05
 OVERSIZE = 1.8
 CONF_GATE = 0.3
 SIZE_HISTORY = 9
+STATIC_SHIFT = 0.3   # a static track's centre stays within this x its first box's longer side
+STATIC_MIN_S = 0.5   # of video, at least, before a track can be called static
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,27 @@ class TrackState:
     best_crop: Optional[np.ndarray] = None  # H x W x 3 uint8, cut from the full-resolution frame
     recent_areas: deque = field(default_factory=lambda: deque(maxlen=SIZE_HISTORY))  # px^2, bounded
     last_box: Optional[tuple[float, float, float, float]] = None  # the previous observation's, frame px
+    first_box: Optional[tuple[float, float, float, float]] = None  # the first observation's, frame px
+    max_shift: float = 0.0  # px, the farthest the box centre got from the first box's centre
+    peak_conf: float = 0.0  # the most confident detection of the track
+
+    def observe_motion(self, box: Sequence[float], conf: float) -> None:
+        """Fold one observation's box (frame px) and confidence into the static test's figures."""
+        if self.first_box is None:
+            self.first_box = tuple(float(v) for v in box[:4])  # type: ignore[assignment]
+        fx1, fy1, fx2, fy2 = self.first_box  # type: ignore[misc]
+        shift = float(np.hypot((box[0] + box[2] - fx1 - fx2) / 2, (box[1] + box[3] - fy1 - fy2) / 2))
+        self.max_shift = max(self.max_shift, shift)
+        self.peak_conf = max(self.peak_conf, float(conf))
+
+    @property
+    def is_static(self) -> bool:
+        """Seen for at least ``STATIC_MIN_S`` with its centre within ``STATIC_SHIFT`` of its first
+        box's longer side (module docstring)."""
+        if self.first_box is None or self.last_ts_ms - self.first_ts_ms < STATIC_MIN_S * 1000:
+            return False
+        x1, y1, x2, y2 = self.first_box
+        return self.max_shift <= STATIC_SHIFT * max(x2 - x1, y2 - y1)
 
     @property
     def yolo_type(self) -> str:
@@ -182,13 +214,16 @@ class TrackBook:
 
     A track ends when it has not been seen for more than ``max_age`` processed frames (the
     tracker's own buffer, so the id can no longer come back) or when the video ends.  Tracks
-    with fewer than ``min_hits`` detections are dropped as noise.
+    with fewer than ``min_hits`` detections are dropped as noise, and static tracks whose peak
+    confidence stayed under ``static_min_conf`` as static false positives (module docstring;
+    ``dropped`` counts both, ``dropped_static`` the second).
     """
 
-    def __init__(self, max_age: int, min_hits: int):
-        self.max_age, self.min_hits = max_age, min_hits
+    def __init__(self, max_age: int, min_hits: int, static_min_conf: float = 0.0):
+        self.max_age, self.min_hits, self.static_min_conf = max_age, min_hits, static_min_conf
         self.live: dict[int, TrackState] = {}
         self.dropped = 0
+        self.dropped_static = 0
 
     def observe(self, step: int, cand: Candidate, track_id: int, crop_fn) -> None:
         """Record ``cand`` for ``track_id``; ``crop_fn(box)`` cuts the crop when it becomes the best."""
@@ -200,6 +235,7 @@ class TrackBook:
                 and cut_by_edge(cand.box, *cand.frame_size, prev=st.last_box):
             cand = replace(cand, touches_border=True)  # running out of the picture: cut already or next
         st.last_box = cand.box
+        st.observe_motion(cand.box, cand.conf)
         st.hits += 1
         st.last_frame, st.last_ts_ms, st.last_seen_step = cand.frame_index, cand.ts_ms, step
         st.class_votes[cand.cls] += cand.conf
@@ -220,6 +256,10 @@ class TrackBook:
             st = self.live.pop(tid)
             if st.hits < self.min_hits or st.best is None or st.best_crop is None:
                 self.dropped += 1
+                continue
+            if st.peak_conf < self.static_min_conf and st.is_static:
+                self.dropped += 1
+                self.dropped_static += 1
                 continue
             out.append(FinishedTrack(tid, st.best, st.best_crop, st.yolo_type, st.hits, st.first_ts_ms, st.last_ts_ms))
         return out

@@ -117,6 +117,7 @@ class YoloWorker:
                                            "frames_detected": stats.frames_detected,
                                            "frames_carried": stats.frames_carried,
                                            "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
+                                           "dropped_static_tracks": stats.tracks_dropped_static,
                                            "processed_fps": round(stats.fps, 1),
                                            "first_emit_s": None if stats.first_emit_s is None
                                            else round(stats.first_emit_s, 2),

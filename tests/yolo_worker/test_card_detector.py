@@ -37,16 +37,48 @@ def settings(tmp_path, **changes) -> Settings:
     return Settings(device="cpu", detector_path=str(YOLOX), detector_cache_dir=str(tmp_path / "cache"), **changes)
 
 
-@pytest.mark.parametrize("requested,path,openvino,chosen", [
-    ("auto", "m.onnx", True, "openvino"),
-    ("auto", "m.onnx", False, "onnx"),
-    ("onnx", "m.onnx", True, "onnx"),
-    ("openvino", "m.onnx", True, "openvino"),
-    ("auto", "m.xml", True, "openvino"),
-    ("onnx", "m.xml", True, "openvino"),  # ONNX Runtime cannot read an IR
+@pytest.mark.parametrize("requested,path,openvino,cuda,chosen", [
+    ("auto", "m.onnx", True, False, "openvino"),
+    ("auto", "m.onnx", False, False, "onnx"),
+    ("onnx", "m.onnx", True, False, "onnx"),
+    ("openvino", "m.onnx", True, False, "openvino"),
+    ("auto", "m.xml", True, False, "openvino"),
+    ("onnx", "m.xml", True, False, "openvino"),  # ONNX Runtime cannot read an IR
+    ("auto", "m.onnx", True, True, "onnx"),  # a GPU and onnxruntime-gpu: ONNX Runtime on CUDA
+    ("openvino", "m.onnx", True, True, "openvino"),  # asked for: OpenVINO on the CPU
+    ("auto", "m.xml", True, True, "openvino"),
 ])
-def test_card_runtime(requested, path, openvino, chosen):
-    assert card_detector.card_runtime(requested, Path(path), openvino) == chosen
+def test_card_runtime(requested, path, openvino, cuda, chosen):
+    assert card_detector.card_runtime(requested, Path(path), openvino, cuda) == chosen
+
+
+@pytest.mark.parametrize("device,available,providers", [
+    ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]),
+    ("cuda:0", ["CPUExecutionProvider"], ["CPUExecutionProvider"]),  # onnxruntime without CUDA
+    ("cuda:0", ["CUDAExecutionProvider", "CPUExecutionProvider"],
+     [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+    ("cuda:2", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+     [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"]),
+    ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"],
+     [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+])
+def test_onnx_providers(device, available, providers):
+    from video_analysis.yolo_worker.detector_runtime import onnx_providers
+
+    assert onnx_providers(device, available) == providers
+
+
+def test_a_gpu_without_the_cuda_provider_runs_the_card_network_on_the_cpu_and_says_how(tmp_path, caplog):
+    """device cuda:0 on a host whose onnxruntime has no CUDA provider (this one): one warning that
+    names the package to install, and the detector computes on the CPU."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with caplog.at_level("WARNING"):
+        det = Detector(settings(tmp_path).replace(device="cuda:0"))
+    assert det.device == "cpu" and det.providers == ["CPUExecutionProvider"]
+    assert any("pip install onnxruntime-gpu" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("requested,path,openvino,needle", [

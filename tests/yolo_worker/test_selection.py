@@ -147,3 +147,35 @@ def test_an_oncoming_vehicle_gets_its_last_whole_view_not_its_biggest_cut_one():
         book.observe(f + 1, _cand(f, (300, top, 360 + 6 * f, y2)), 1, crop)
     (ft,) = book.flush()
     assert not ft.best.touches_border and ft.best.box[3] == 340, ft.best
+
+
+# (name, per-observation centre shift in px, confidences, frames between observations, emitted?)
+# The box is 40 x 30 px, so a static track's centre stays within 0.3 x 40 = 12 px.  Frames are
+# 80 ms apart (_cand), so 8 observations 1 frame apart span 0.56 s: long enough to judge.
+STATIC_CASES = [
+    ("static, never sure: painted arrow / far-queue spot", 1.0, [0.3, 0.25, 0.2, 0.35, 0.3, 0.28, 0.22, 0.3], 1, False),
+    ("static but once sure: a parked vehicle", 1.0, [0.3, 0.25, 0.45, 0.35, 0.3, 0.28, 0.22, 0.3], 1, True),
+    ("unsure but moving: a far car", 3.0, [0.3, 0.25, 0.2, 0.35, 0.3, 0.28, 0.22, 0.3], 1, True),
+    ("static, unsure, too short to judge (0.4 s)", 0.5, [0.3, 0.25, 0.2, 0.35, 0.3, 0.28], 1, True),
+    ("static, unsure, long: 21 s of a sign", 0.0, [0.2] * 30, 9, False),
+]
+
+
+@pytest.mark.parametrize("name,step_px,confs,gap,emitted", STATIC_CASES, ids=[c[0] for c in STATIC_CASES])
+def test_static_tracks_need_one_sure_detection(name, step_px, confs, gap, emitted):
+    book = TrackBook(max_age=5, min_hits=3, static_min_conf=0.4)
+    crop = lambda box: np.zeros((2, 2, 3), np.uint8)  # noqa: E731
+    for i, conf in enumerate(confs):
+        x = 300 + i * step_px
+        book.observe(i + 1, _cand(i * gap, (x, 150, x + 40, 180), conf=conf), 1, crop)
+    out = book.flush()
+    assert (len(out) == 1) is emitted, name
+    assert book.dropped_static == (0 if emitted else 1) and book.dropped == book.dropped_static
+
+
+def test_static_test_off_at_zero():
+    book = TrackBook(max_age=5, min_hits=1)  # static_min_conf defaults to 0: off
+    crop = lambda box: np.zeros((2, 2, 3), np.uint8)  # noqa: E731
+    for i in range(20):
+        book.observe(i + 1, _cand(i, (300, 150, 340, 180), conf=0.12), 1, crop)
+    assert len(book.flush()) == 1 and book.dropped_static == 0
