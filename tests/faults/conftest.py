@@ -3,6 +3,12 @@ as systemd starts them) against moto_server and the throwaway PostgreSQL, with f
 the outside only: signals, ``pg_ctl stop``, a TCP proxy in front of moto that can refuse every
 connection, a DB trigger that rejects one video's writes.  No production hook, nothing mocked.
 
+Every worker process records its AWS calls (tests/netguard/cvitx_aws_calls.py, one file per
+process); when a test ends, ``make_rig`` evaluates them against the worker's policy under
+deploy/iam/ with the IAM matching of tests/deploy/test_iam.py (tests/iam_policies.py), so the
+calls of the failure paths (outage release and requeue, stall, dead letters) are checked too,
+not only the happy path's.
+
 Timings come from settings, as in tests/worker_utils/test_poller.py: 4 s visibility, 1 s
 heartbeat and long poll, 5 s stop timeout, short transient back-off.  Clips are tiny
 (320x180 / 480x270, 10 fps) so the whole directory runs in a few minutes on two cores.
@@ -23,6 +29,7 @@ import pytest
 
 from conftest import DETECTOR, MAIN_BUNDLE
 from helpers import WID, load_test_module, worker_env
+from iam_policies import RECORDER_ENV, policy_names, read_calls, sent_to, violations
 from video_analysis.worker_config import Settings
 from video_analysis.worker_utils.errors import TransientError
 from video_analysis.worker_utils.keys import build_snapshot_uri
@@ -43,13 +50,16 @@ MEDIUM = dict(width=480, height=270, fps=10.0, duration_s=30.0, seed=11, vehicle
 # (12 s of video took 1 s on a 2-core Intel Xeon with AMX: a SIGTERM or SIGKILL "mid video" came after its end)
 
 MODULES = {"yolo": "video_analysis.yolo_worker.run_poller", "main": "video_analysis.main_worker.run_poller"}
+ROLES = {"yolo": "yolo_worker", "main": "main_worker"}  # kind -> its deploy/iam policy (iam_policies.POLICIES)
 
 
 class WorkerProc:
-    """One real worker process; its JSON log lines go to a file."""
+    """One real worker process; its JSON log lines go to a file, its AWS calls (when ``env``
+    names a recorder file) to another."""
 
-    def __init__(self, kind: str, env: dict[str, str], log: Path):
-        self.kind, self.log = kind, log
+    def __init__(self, kind: str, env: dict[str, str], log: Path, settings: Optional[Settings] = None):
+        self.kind, self.log, self.settings = kind, log, settings
+        self.aws_log = Path(env[RECORDER_ENV]) if env.get(RECORDER_ENV) else None
         with open(log, "w") as fh:
             self.proc = subprocess.Popen([sys.executable, "-m", MODULES[kind]], env=env, stdout=fh,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -79,6 +89,23 @@ class WorkerProc:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def aws_calls(self) -> list[dict]:
+        """Every AWS call this process made so far (service, operation, resource parameters)."""
+        return read_calls(self.aws_log) if self.aws_log is not None else []
+
+    def sent_to(self) -> set[str]:
+        """The queues this process sent messages to."""
+        return sent_to(self.aws_calls())
+
+    def iam_violations(self) -> list[str]:
+        """The recorded calls its policy (deploy/iam/, instantiated for this worker's bucket and
+        queues) does not allow, one line each naming the call, action, resource and policy."""
+        if self.aws_log is None or self.settings is None:
+            return []
+        role = ROLES[self.kind]
+        return [f"{self.name}: {v}" for v in violations(self.aws_calls(), role, self.settings.region,
+                                                           policy_names(self.settings))]
 
     def wait_serving(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -236,7 +263,8 @@ class Rig:
         # Up to four workers share two cores here: one math thread each, or torch/OpenMP
         # spin-waiting threads thrash (measured: the 20-video test runs twice as fast).
         env.setdefault("OMP_NUM_THREADS", "1")
-        w = WorkerProc(kind, env, self.tmp / f"{kind}{n}.log")
+        env.setdefault(RECORDER_ENV, str(self.tmp / f"{kind}{n}.aws.jsonl"))  # checked by make_rig at the end
+        w = WorkerProc(kind, env, self.tmp / f"{kind}{n}.log", settings=self.s.replace(**changes))
         self.workers.append(w)
         if wait:
             w.wait_serving()
@@ -380,6 +408,12 @@ def make_rig(stack, settings, tmp_path, clip_factory):
     yield make
     for rig in rigs:
         rig.close()
+    # Issue 26: the policies allow every call on every path, the failure paths included.
+    bad = [v for rig in rigs for w in rig.workers for v in w.iam_violations()]
+    if bad:
+        pytest.fail("worker processes of this test made AWS calls their deploy/iam policy does not allow (least "
+                    "privilege: grant each there, scoped to its ARN, with a reason in deploy/iam/README.md, or "
+                    "remove the call):\n  " + "\n  ".join(bad), pytrace=False)
 
 
 @pytest.fixture

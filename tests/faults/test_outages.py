@@ -1,11 +1,17 @@
 """Dependencies going away mid-run: PostgreSQL stopped for 150 s, S3 + SQS unreachable for a
-while.  Both are outages: the workers keep running, stop receiving, probe until the dependency
-answers, and lose no message."""
+while, the database down on a message's last receive.  All are outages: the workers keep
+running, stop receiving, probe until the dependency answers, and lose no message."""
 from __future__ import annotations
 
 import time
 
-from .conftest import MEDIUM
+import numpy as np
+
+from helpers import Publisher, new_uuid, snapshots_from_clip
+
+from .conftest import MEDIUM, SHORT
+
+REQUEUED = "message requeued: its last receive met an outage"
 
 PG_DOWN_S = 150.0
 NET_DOWN_S = 8.0
@@ -84,3 +90,46 @@ def test_s3_and_sqs_unreachable_for_a_while(rig):
         assert len(w.events("dependency back: receiving resumed")) == len(down)
     # a message whose settling failed too names both failures (the handler's and the SQS one)
     assert all(e["handler_outcome"] for e in rig.events("could not settle message; it will be redelivered"))
+
+
+def test_a_last_receive_during_a_database_outage_is_requeued_not_dead_lettered(make_rig, stack):
+    """``max_receive_count`` 1 (the queues' redrive maxReceiveCount too): every receive is a
+    message's last, so releasing it would let SQS dead-letter it on the next receive.  A
+    PROCESS_VIDEO and a SNAPSHOT_READY received while the database is down are requeued instead:
+    a fresh copy (``cvitx_outage_requeues`` 1) on the worker's own queue, the received one
+    deleted.  Once the database is back both are processed and nothing is dead-lettered.  That
+    send to the own queue needs a grant of its own in both worker policies (deploy/iam/README.md);
+    the recorded calls are checked against them when the test ends (``make_rig``)."""
+    rig = make_rig(max_receive_count=1, outage_probe_max_s=1)
+    yolo, main = rig.start("yolo", wait=False), rig.start("main", wait=False)
+    for w in (yolo, main):
+        w.wait_serving()
+    c = rig.client
+    vid = new_uuid()
+    c.upload(rig.clip(**SHORT, seed=21), vid)
+    c.register(vid, frame_stride=2)
+    pub = Publisher(rig.s)  # a snapshot of a video the yolo_worker finished: object and queued row, not yet announced
+    snap = snapshots_from_clip(rig.clip_info(**SHORT, seed=12), np.random.default_rng(3), track_base=1)[0]
+    ready = pub.publish_snap(snap, send=False)
+    rig.db.execute("UPDATE videos SET status = 'done' WHERE id = %s", (pub.video_id,))
+    pg = stack.pg
+    try:
+        pg.stop("fast")
+        c.send(c.message(vid, frame_stride=2))
+        pub.send(ready)
+        rig.wait(lambda: yolo.events(REQUEUED) and main.events(REQUEUED), 30, "both messages requeued")
+    finally:
+        if not pg.running():
+            pg.start()
+    videos = [vid, pub.video_id]
+    rig.wait(lambda: rig.all_finished(videos) and rig.queue_depth(rig.s.video_queue) == 0
+             and rig.queue_depth(rig.s.snapshot_queue) == 0, 90, "both processed after the outage")
+    rig.assert_converged(videos)  # done exactly once, DLQs empty, no ERROR line
+    for w in (yolo, main):
+        [requeued] = w.events(REQUEUED)
+        assert requeued["dependency"] == "database" and requeued["cvitx_outage_requeues"] == "1", requeued
+        assert not w.events("message released: a dependency is down")
+        assert len(w.events("dependency back: receiving resumed")) == 1
+    # the copy went to the worker's own queue (the call its policy must allow), recorded
+    assert rig.s.video_queue in yolo.sent_to() and rig.s.snapshot_queue in main.sent_to()
+    assert [e["video_id"] for e in yolo.events("video done")] == [vid]

@@ -92,3 +92,5 @@ def test_poison_messages_dead_letter_with_reason_and_the_rest_flows(make_rig):
     assert analyses and all(r["status"] == "done" and r["video_id"] == good for r in analyses.values())
     assert len(rig.results()) == len(analyses)
     assert all(w.alive() for w in workers)
+    # the dead letters' sends were recorded (make_rig checks them against the worker policies)
+    assert workers[0].sent_to() == {s.video_dlq, s.snapshot_queue} and workers[1].sent_to() == {s.snapshot_dlq}

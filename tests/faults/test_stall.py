@@ -133,5 +133,8 @@ def test_a_stalled_handler_is_noticed_and_the_process_exits_for_a_restart(make_r
             status, error = row()
             assert (status, error) == ("error", attrs["cvitx_error_reason"])
             assert rig.queue_depth(queue) == 0
+        # the stalled process's AWS calls were recorded (make_rig checks them against its policy):
+        # the DLQ send on the last receive, none otherwise
+        assert w.aws_calls() and (dlq in w.sent_to()) is last_receive
     finally:
         notify.close()

@@ -1,4 +1,6 @@
-"""Test-only recorder of every AWS API call a process makes (tests/deploy/test_iam.py).
+"""Test-only recorder of every AWS API call a process makes (tests/deploy/test_iam.py, and every
+worker process of the fault suite, tests/faults/conftest.py; both evaluate the calls with
+tests/iam_policies.py).
 
 ``sitecustomize.py`` beside this file imports it when ``TESTS_AWS_CALL_LOG`` names a file;
 from then on every botocore session the process creates gets a ``before-parameter-build``

@@ -49,7 +49,7 @@ socket.socket.connect = connect
 socket.socket.connect_ex = connect_ex
 socket.getaddrinfo = getaddrinfo
 
-# tests/deploy/test_iam.py: record every AWS API call of this process when asked to.
+# tests/deploy/test_iam.py and tests/faults/: record every AWS API call of this process when asked to.
 import os as _os
 
 if _os.environ.get("TESTS_AWS_CALL_LOG"):
