@@ -168,6 +168,13 @@ class Settings(BaseModel):
     # reached this.  Moving tracks are not affected.  0 turns the test off.
     static_min_conf: float = Field(0.4, ge=0.0, le=1.0)
     progress_interval_s: float = Field(5.0, gt=0)
+    # Long videos (yolo_worker/segments.py): a video longer than segment_s is cut into segments of
+    # that length that any workers process in parallel; each reads segment_warmup_s before its
+    # start (its tracker then knows the vehicles already in view) and follows the vehicles it
+    # owns up to segment_tail_s past its end.  0 = never segmented.
+    segment_s: float = Field(600.0, ge=0)
+    segment_warmup_s: float = Field(10.0, ge=0)
+    segment_tail_s: float = Field(60.0, ge=0)
     max_video_bytes: int = Field(4 * 1024**3, ge=1)
     max_video_duration_s: float = Field(4 * 3600.0, gt=0)
     max_video_pixels: int = Field(3840 * 2160, ge=1)
@@ -217,6 +224,9 @@ class Settings(BaseModel):
                 f"heartbeat_s ({self.heartbeat_s}) must be shorter than visibility_timeout_s "
                 f"({self.visibility_timeout_s}) or messages reappear while being worked on"
             )
+        if self.segment_s > 0 and self.segment_warmup_s >= self.segment_s:
+            raise ValueError(f"segment_warmup_s ({self.segment_warmup_s}) must be shorter than segment_s "
+                             f"({self.segment_s}): a segment's warm-up lies inside the segment before it")
         if self.detector_class_map is not None:
             bad = sorted(set(self.detector_class_map.values()) - set(TAXONOMY))
             if bad:

@@ -76,3 +76,67 @@ def pooled_coverage(coverages: list[dict]) -> dict:
     out = {k: sum(c[k] for c in coverages) for k in keys}
     out["recall_exactly_one"] = round(out["exactly_one"] / out["vehicles"], 4) if out["vehicles"] else 1.0
     return out
+
+
+def per_vehicle_snapshots(gt, finished) -> dict[int, int]:
+    """Snapshots per ground-truth vehicle (the best IoU >= 0.5 match at the snapshot's frame)."""
+    all_boxes = gt.per_frame(0.0)
+    out: dict[int, int] = defaultdict(int)
+    for ft in finished:
+        vid, _iou = best_match(all_boxes.get(ft.best.frame_index, []), ft.best.box)
+        if vid is not None:
+            out[vid] += 1
+    return dict(out)
+
+
+def compare_segmented(video: str | Path, settings: Settings, stride: int = 3, detector=None,
+                      min_visibility: float = 0.5, min_frames: int = 3) -> dict:
+    """The video processed whole and as the segments ``settings`` plans for it
+    (``segment_s``, ``segment_warmup_s``, ``segment_tail_s``; yolo_worker/segments.py), one after
+    the other in this process, each segment on a fresh tracker as another worker would run it.
+
+    Returns each run's snapshot coverage against the ground truth (countable vehicles as in
+    :func:`evaluate_tracking`, from the whole run's processed frames), the vehicles whose
+    snapshot count differs between the two (``differ``: id -> (whole, segmented)), of those the
+    ones with exactly one in the whole run and two or more (``doubled``) or none (``lost``)
+    segmented, the track ids (unique across the segments?), and frames processed: the whole
+    run's and the segments' (warm-up and tail included)."""
+    from ..synth.clip import load_ground_truth
+    from ..yolo_worker.detector import Detector
+    from ..yolo_worker.pipeline import run_pipeline
+    from ..yolo_worker.segments import WHOLE, plan_segments
+    from ..yolo_worker.tracking import Tracker
+    from ..yolo_worker.video import probe
+
+    gt = load_ground_truth(video)
+    info = probe(video)
+    detector = detector or Detector(settings)
+    segments = plan_segments(info.frame_count, info.fps, stride, settings.segment_s, settings.segment_warmup_s,
+                             settings.segment_tail_s, settings.track_max_age + 1)
+    runs: dict[str, dict] = {}
+    for name, plan in (("whole", [WHOLE]), ("segmented", segments)):
+        finished: list = []
+        frames: set[int] = set()
+        processed = 0
+        for seg in plan:
+            tracker = Tracker(settings, (info.height, info.width))
+            stats = run_pipeline(video, info, stride, settings, detector, tracker, emit=finished.append,
+                                 on_tracks=lambda f, _rows: frames.add(f), segment=seg)
+            processed += stats.frames_processed
+        runs[name] = {"finished": finished, "frames": frames, "processed": processed}
+    vehicles = countable_vehicles(gt, sorted(runs["whole"]["frames"]), min_visibility, min_frames)
+    all_boxes = gt.per_frame(0.0)
+    out: dict = {"segments": len(segments)}
+    for name, run in runs.items():
+        out[name] = {"coverage": snapshot_coverage(all_boxes, [(ft.best.frame_index, ft.best.box)
+                                                                for ft in run["finished"]], vehicles),
+                     "frames_processed": run["processed"],
+                     "track_ids": sorted(ft.track_id for ft in run["finished"])}
+    a, b = (per_vehicle_snapshots(gt, runs[k]["finished"]) for k in ("whole", "segmented"))
+    out["differ"] = {v: (a.get(v, 0), b.get(v, 0)) for v in sorted(set(a) | set(b)) if a.get(v, 0) != b.get(v, 0)}
+    # A vehicle the whole run gave exactly one snapshot, that the segments gave two or none: what
+    # a boundary did to a vehicle tracked cleanly.  (Where the whole run itself switched or
+    # stitched ids, the segments' trackers, with another history, may switch elsewhere.)
+    out["doubled"] = [v for v, (n, m) in out["differ"].items() if n == 1 and m > 1]
+    out["lost"] = [v for v, (n, m) in out["differ"].items() if n == 1 and m == 0]
+    return out

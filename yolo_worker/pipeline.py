@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, P
 import numpy as np
 
 from ..worker_config import Settings
-from ..worker_utils.errors import WorkerError, inference_error
+from ..worker_utils.errors import PermanentError, WorkerError, inference_error
 from ..worker_utils.imaging import clamp_box, crop_with_margin, sharpness
 from .containers import drop_containers
 from .motion import MotionGate
+from .segments import WHOLE, Segment, describe
 from .selection import FinishedTrack, TrackBook, make_candidate
 from .track_ids import TrackIds
 from .video import Frame, FrameReader, VideoInfo, decode_threads
@@ -57,6 +58,8 @@ class PipelineStats:
     tracks_emitted: int = 0
     tracks_dropped: int = 0  # too few hits, or static false positives (below)
     tracks_dropped_static: int = 0  # static tracks that never reached static_min_conf
+    tracks_not_owned: int = 0  # began outside the segment's range: another segment emits them
+    frames_outside: int = 0  # processed frames outside the segment's range (warm-up and tail)
     # Of the processed frames: how many the detector ran on, how many got the last detected
     # frame's detections again because nothing moved (motion gating, motion.py).
     frames_detected: int = 0
@@ -89,7 +92,8 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
                  check_cancelled: Callable[[], None] = lambda: None,
                  on_progress: Callable[[dict], None] = lambda _p: None,
                  on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]] = None,
-                 report: Callable[[Optional[str]], None] = lambda _stage=None: None) -> PipelineStats:
+                 report: Callable[[Optional[str]], None] = lambda _stage=None: None,
+                 segment: Segment = WHOLE) -> PipelineStats:
     """Process ``path``; calls ``emit`` once per kept track, in order of track end, on a
     background thread (:class:`Emitter`) so that detection never waits for it; returns once
     every track is emitted, or raises the first exception ``emit`` raised.
@@ -100,17 +104,22 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
 
     ``on_tracks(frame_index, [(track_id, detection row)])``, when given, sees every processed
     frame's confirmed tracks (evaluation, annotated video).
+
+    ``segment`` (segments.py; default the whole video): read from its warm-up frame, emit only
+    the tracks that begin in its owned range, numbered from its first id, and stop after its
+    end once none of those is live, or at its tail frame.
     """
     prepare = getattr(detector, "prepare", None)
     if prepare is not None and info.width > 0 and info.height > 0:
         prepare(info.width, info.height)  # export / load the runtime for this size (not timed)
     stats = PipelineStats()
     book = TrackBook(max_age=settings.track_max_age, min_hits=settings.min_track_hits,
-                     static_min_conf=settings.static_min_conf)
+                     static_min_conf=settings.static_min_conf, owns=None if segment is WHOLE else segment.owns)
     t0 = time.perf_counter()
     batch = max(1, settings.detector_batch)
     reader = FrameReader(path, stride, queue_size=max(4, batch),
-                         threads=decode_threads(settings.decode_threads, getattr(detector, "device", "cpu")))
+                         threads=decode_threads(settings.decode_threads, getattr(detector, "device", "cpu")),
+                         start=segment.warm_frame)
     gate = MotionGate.from_settings(settings)
 
     def _emitted(_ft: FinishedTrack) -> None:  # on the emitter thread, once emit() has returned
@@ -124,7 +133,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     try:
         report("detect and track")
         _run(reader, detector, tracker, settings, book, emitter, stats, batch, t0, check_cancelled, on_progress,
-             on_tracks, info, report, gate)
+             on_tracks, info, report, gate, segment)
         report("emit the last snapshots")
         emitter.close()  # every snapshot written and announced (or the first emit error raised)
     except BaseException:
@@ -133,6 +142,7 @@ def run_pipeline(path: str | Path, info: VideoInfo, stride: int, settings: Setti
     stats.frames_read = reader.frames_read
     stats.decode_threads = reader.decoder_threads
     stats.tracks_dropped, stats.tracks_dropped_static = book.dropped, book.dropped_static
+    stats.tracks_not_owned = book.not_owned
     stats.wall_s = time.perf_counter() - t0
     return stats
 
@@ -141,10 +151,11 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
          emitter: "Emitter", stats: PipelineStats, batch: int, t0: float, check_cancelled: Callable[[], None],
          on_progress: Callable[[dict], None],
          on_tracks: Optional[Callable[[int, list[tuple[int, np.ndarray]]], None]], info: VideoInfo,
-         report: Callable[[Optional[str]], None], gate: Optional[MotionGate]) -> None:
+         report: Callable[[Optional[str]], None], gate: Optional[MotionGate], segment: Segment) -> None:
     """The frame loop of :func:`run_pipeline`: finished tracks go to ``emitter``."""
     last_report = t0
-    ids = TrackIds(settings.track_max_age, frame_size=(info.width, info.height) if info.width > 0 else None)
+    ids = TrackIds(settings.track_max_age, frame_size=(info.width, info.height) if info.width > 0 else None,
+                   first_id=segment.first_track_id)
 
     def _emit(finished: list[FinishedTrack]) -> None:
         for ft in finished:
@@ -168,13 +179,20 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
                 book.observe(step, cand, track_id, lambda box, img=img: crop_with_margin(img, box, settings.crop_margin))
             _emit(book.expire(step))
             stats.frames_processed = step
+            if not segment.owns(frame.index):
+                stats.frames_outside += 1
             _count_gated(stats, gate)
             report(None)
             now = time.perf_counter()
             if now - last_report >= settings.progress_interval_s:
                 last_report = now
                 on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0))
+            if segment.past_tail(frame.index) or (segment.past_end(frame.index) and not book.owns_live()):
+                break  # the segment's own tracks have all ended (or its tail is spent)
     _emit(book.flush())
+    if ids.next_id - 1 > segment.last_track_id:
+        raise PermanentError(f"{describe(segment, info.fps)} gave {ids.next_id - segment.first_track_id} track ids, "
+                             f"more than its {segment.last_track_id - segment.first_track_id + 1}; lower segment_s")
 
 
 def _count_gated(stats: PipelineStats, gate: Optional[MotionGate]) -> None:

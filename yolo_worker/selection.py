@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -219,11 +219,16 @@ class TrackBook:
     ``dropped`` counts both, ``dropped_static`` the second).
     """
 
-    def __init__(self, max_age: int, min_hits: int, static_min_conf: float = 0.0):
+    def __init__(self, max_age: int, min_hits: int, static_min_conf: float = 0.0,
+                 owns: Optional[Callable[[int], bool]] = None):
+        """``owns(first_frame)``: whether a track that began at that frame is this book's to emit
+        (a video segment's, segments.py); None: every track."""
         self.max_age, self.min_hits, self.static_min_conf = max_age, min_hits, static_min_conf
+        self.owns = owns
         self.live: dict[int, TrackState] = {}
         self.dropped = 0
         self.dropped_static = 0
+        self.not_owned = 0  # tracks that began outside the segment's range: another segment's
 
     def observe(self, step: int, cand: Candidate, track_id: int, crop_fn) -> None:
         """Record ``cand`` for ``track_id``; ``crop_fn(box)`` cuts the crop when it becomes the best."""
@@ -254,6 +259,9 @@ class TrackBook:
         out = []
         for tid in sorted(track_ids):
             st = self.live.pop(tid)
+            if self.owns is not None and not self.owns(st.first_frame):
+                self.not_owned += 1
+                continue
             if st.hits < self.min_hits or st.best is None or st.best_crop is None:
                 self.dropped += 1
                 continue
@@ -263,6 +271,10 @@ class TrackBook:
                 continue
             out.append(FinishedTrack(tid, st.best, st.best_crop, st.yolo_type, st.hits, st.first_ts_ms, st.last_ts_ms))
         return out
+
+    def owns_live(self) -> bool:
+        """Some live track is this book's to emit (always, without ``owns``, while any is live)."""
+        return any(self.owns is None or self.owns(st.first_frame) for st in self.live.values())
 
     def expire(self, step: int) -> list[FinishedTrack]:
         """Tracks unseen for more than ``max_age`` steps, finished (ordered by track id)."""

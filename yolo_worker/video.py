@@ -155,7 +155,8 @@ def decode_threads(setting: Optional[int], detector_device: str) -> int:
     return 0 if detector_device.startswith("cuda") else 1  # a GPU is "cuda[:N]", as everywhere here
 
 
-def _reader(path: str, stride: int, threads: int, out: "queue.Queue", stop: threading.Event, grabbed: list) -> None:
+def _reader(path: str, stride: int, threads: int, out: "queue.Queue", stop: threading.Event, grabbed: list,
+            start: int = 0) -> None:
     cap = None
     try:
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
@@ -163,7 +164,16 @@ def _reader(path: str, stride: int, threads: int, out: "queue.Queue", stop: thre
             raise OSError(f"OpenCV's FFmpeg backend could not open {os.path.basename(path)}: upload "
                           "an H.264/MPEG-4 MP4")
         grabbed[1] = int(cap.get(cv2.CAP_PROP_N_THREADS))  # what FFmpeg runs (0 asked: the core count)
-        index = -1
+        if start > 0:
+            # FFmpeg seeks to the key frame before and decodes forward to the frame itself:
+            # frame-exact (pixels and timestamps equal to reading from the start, on generated
+            # and real H.264 MP4s); a position it cannot reach is refused, never guessed.
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            at = int(round(cap.get(cv2.CAP_PROP_POS_FRAMES)))
+            if at != start:
+                raise OSError(f"cannot seek to frame {start} (FFmpeg is at {at}); re-encode the video "
+                              "with a constant frame rate")
+        index = start - 1
         while not stop.is_set():
             if not cap.grab():
                 break
@@ -197,13 +207,17 @@ class FrameReader:
     the decoding thread has got (it runs ahead by up to ``queue_size`` processed frames).
     """
 
-    def __init__(self, path: str | Path, stride: int, queue_size: int = 4, threads: int = 0):
-        """``threads``: FFmpeg's decoding threads (:func:`decode_threads`; 0 = its own choice)."""
+    def __init__(self, path: str | Path, stride: int, queue_size: int = 4, threads: int = 0, start: int = 0):
+        """``threads``: FFmpeg's decoding threads (:func:`decode_threads`; 0 = its own choice);
+        ``start``: the first frame to read (a multiple of ``stride``: a segment's warm-up frame),
+        indices stay those of the whole video."""
         if stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {stride}")
         if threads < 0:
             raise ValueError(f"decode threads must be >= 0, got {threads}")
-        self.path, self.stride, self.threads = str(path), stride, threads
+        if start < 0 or start % stride:
+            raise ValueError(f"start frame {start} must be a multiple of the stride {stride}")
+        self.path, self.stride, self.threads, self.start = str(path), stride, threads, start
         self._q: "queue.Queue" = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -221,7 +235,7 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         self._thread = threading.Thread(target=_reader, args=(self.path, self.stride, self.threads, self._q, self._stop,
-                                                                   self._grabbed),
+                                                                   self._grabbed, self.start),
                                         name="frame-reader", daemon=True)
         self._thread.start()
         try:

@@ -1,5 +1,6 @@
-"""Container suppression (yolo_worker/containers.py): a box that holds a smaller, more confident
-one goes; everything else stays, in order."""
+"""Container and part suppression (yolo_worker/containers.py): a box that holds a smaller, more
+confident one goes, and so does a much less sure box of the same class inside a larger one;
+everything else stays, in order."""
 import numpy as np
 import pytest
 
@@ -10,8 +11,15 @@ LOOSE = [529, 319, 606, 399, 0.28, 0]        # the loose box around it (IoU 0.47
 CASES = [
     ("a loose, less sure box around a car goes", [LOOSE, CAR], [CAR]),
     ("order of the rows does not matter", [CAR, LOOSE], [CAR]),
-    ("a more confident container stays (truck and its cab)", [[529, 319, 606, 399, 0.8, 2], CAR],
-     [[529, 319, 606, 399, 0.8, 2], CAR]),
+    ("a more confident container of another class stays, and so does what it holds",
+     [[529, 319, 606, 399, 0.8, 2], CAR], [[529, 319, 606, 399, 0.8, 2], CAR]),
+    ("a much less sure part of the same class goes: a lorry's rear inside the lorry (4ku)",
+     [[201, 317, 400, 469, 0.58, 3], [200, 344, 289, 473, 0.34, 3]], [[201, 317, 400, 469, 0.58, 3]]),
+    ("a part only 0.1 less sure stays", [[201, 317, 400, 469, 0.44, 3], [200, 344, 289, 473, 0.34, 3]],
+     [[201, 317, 400, 469, 0.44, 3], [200, 344, 289, 473, 0.34, 3]]),
+    ("a motorcycle inside a light truck's box stays (another class)",
+     [[171, 278, 371, 369, 0.97, 3], [159, 320, 239, 369, 0.15, 5]],
+     [[171, 278, 371, 369, 0.97, 3], [159, 320, 239, 369, 0.15, 5]]),
     ("one box over two cars of a far queue goes, both cars stay",
      [[100, 100, 200, 140, 0.3, 0], [100, 102, 148, 138, 0.5, 0], [152, 101, 199, 139, 0.45, 0]],
      [[100, 102, 148, 138, 0.5, 0], [152, 101, 199, 139, 0.45, 0]]),
