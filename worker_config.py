@@ -175,6 +175,10 @@ class Settings(BaseModel):
     segment_s: float = Field(600.0, ge=0)
     segment_warmup_s: float = Field(10.0, ge=0)
     segment_tail_s: float = Field(60.0, ge=0)
+    # SQS caps a message's visibility at 12 h from its receive (the heartbeat cannot extend it past
+    # that): work projected to run past 0.9 of this fails with the cap and the fix named instead of
+    # starting again on another worker.  Lower only to test the rule.
+    visibility_cap_s: float = Field(43200.0, gt=0)
     max_video_bytes: int = Field(4 * 1024**3, ge=1)
     max_video_duration_s: float = Field(4 * 3600.0, gt=0)
     max_video_pixels: int = Field(3840 * 2160, ge=1)

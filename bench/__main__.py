@@ -4,6 +4,7 @@
     python -m video_analysis.bench yolo main       # a+b, c only
     python -m video_analysis.bench --quick         # short clips: a smoke run in a few minutes
     python -m video_analysis.bench yolo --detector team.onnx --imgsz 320   # a team's detector file
+    python -m video_analysis.bench yolo --detector team.onnx --video real.mp4   # a+b on your own footage too
 
 Groups: ``yolo`` = a (end to end, motion gating off, vs detector-only) + b (end to end vs naive
 ultralytics track loop) on continuous traffic, the static-camera case (a car park: parked
@@ -66,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     ap.add_argument("--imgsz", type=int, help="detector input size for a/b (default: the weights' own, and 640)")
     ap.add_argument("--detector", help="detector file for the yolo groups a/b and the car park (default: the demo "
                     "detector), e.g. a team's ONNX export; the naive loop loads the same file in ultralytics")
+    ap.add_argument("--video", help="also run a+b on this video (e.g. real footage; no ground truth, so no coverage): "
+                    "group yolo_video")
     ap.add_argument("--no-plate", action="store_true", help="c with plate OCR off only (by default c runs with it on and, side by side, off)")
     ap.add_argument("--isa", choices=["avx2"], help="run as on a CPU with AVX2 only (no AVX-512, VNNI or bfloat16): "
                     f"the benchmark re-runs itself with {ISA_CAP_VAR}=AVX2, which caps oneDNN's kernels; "
@@ -100,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         log("a+b: yolo_worker end to end (motion gating on and off) vs detector-only vs naive track loop")
         results["yolo"] = bench_yolo(duration, args.stride, rounds=rounds, runtime=args.runtime, imgsz=args.imgsz,
                                      weights=args.detector)
+        if args.video:
+            log(f"a+b on {args.video}: end to end vs detector-only vs naive track loop")
+            results["yolo_video"] = bench_yolo(duration, args.stride, rounds=rounds, runtime=args.runtime,
+                                               imgsz=args.imgsz, weights=args.detector, video=args.video)
         log("static camera (car park): end to end vs detector-only vs naive track loop")
         results["yolo_static"] = bench_yolo(duration, args.stride, rounds=rounds, runtime=args.runtime,
                                             imgsz=args.imgsz, scene="carpark", weights=args.detector)

@@ -205,15 +205,16 @@ def coverage_change(gated: dict[str, Any], ungated: dict[str, Any]) -> float | N
 
 def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive: bool = True,
                runtime: str | None = None, imgsz: int | None = None, scene: str = "road", weights: str | None = None,
-               **clip_kw: Any) -> dict[str, Any]:
+               video: str | None = None, **clip_kw: Any) -> dict[str, Any]:
     """a and b on a ``scene`` clip (``road``: continuous traffic; ``carpark``: the static-camera
-    case, seed :data:`CARPARK_SEED` unless ``clip_kw`` names one).  ``imgsz`` overrides the
+    case, seed :data:`CARPARK_SEED` unless ``clip_kw`` names one), or on ``video`` (a file of
+    your own, real footage: no ground truth, so no coverage).  ``imgsz`` overrides the
     detector's input size (None: the size the weights were trained at); ``weights`` the detector
     file (None: the configured one, the demo detector), e.g. a team's ONNX export."""
     if scene == "carpark":
         clip_kw.setdefault("seed", CARPARK_SEED)
-    path = clip(duration_s, scene=scene, **clip_kw)
-    info, gt = probe(path), load_ground_truth(path)
+    path = Path(video) if video else clip(duration_s, scene=scene, **clip_kw)
+    info, gt = probe(path), (None if video else load_ground_truth(path))
     changes: dict[str, Any] = {"device": "cpu", "plate_enabled": False, "detector_imgsz": imgsz}
     if weights:
         changes["detector_path"] = str(Path(weights).resolve())
@@ -243,10 +244,11 @@ def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive
         best = fastest_of(variants, rounds, stride, info.fps)
         e2e, off, det = best["end_to_end"], best["end_to_end_gating_off"], best["detector_only"]
         result: dict[str, Any] = {
-            "scene": scene,
+            "scene": "video" if video else scene,
             "clip": {"path": path.name, "width": info.width, "height": info.height, "fps": round(info.fps, 3),
-                     "frames": info.frame_count, "frame_stride": stride, "vehicles": len(gt.vehicles),
-                     "parked": sum(1 for v in gt.vehicles.values() if v.get("parked"))},
+                     "frames": info.frame_count, "frame_stride": stride,
+                     "vehicles": None if gt is None else len(gt.vehicles),
+                     "parked": None if gt is None else sum(1 for v in gt.vehicles.values() if v.get("parked"))},
             "detector": detector_record(detector),
             "motion_gating": bool(getattr(s, "motion_gating", False)),
             **best,

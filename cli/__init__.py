@@ -98,7 +98,7 @@ def status_exit_code(video_status: str, analysis_statuses: Sequence[str]) -> int
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ..worker_utils.db import Database
-    from ..worker_utils.repository import get_video, list_analyses
+    from ..worker_utils.repository import get_video, list_analyses, segment_progress
 
     db = Database(get_settings())
     video = get_video(db, args.video_id)
@@ -108,11 +108,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"no video {args.video_id} in the videos table", file=sys.stderr)
         return EXIT_NO_VIDEO
     analyses = list_analyses(db, args.video_id)
+    segments = segment_progress(db, [args.video_id]).get(args.video_id)  # (done, planned) of a segmented video
     code = status_exit_code(video["status"], [a["status"] for a in analyses])
     if args.json:
-        print(json.dumps({"video": video, "analyses": analyses}, default=str, indent=2))
+        print(json.dumps({"video": video, "analyses": analyses,
+                          "segments": None if segments is None else {"done": segments[0], "total": segments[1]}},
+                         default=str, indent=2))
         return code
-    print(f"video {video['id']}: {video['status']}" + (f" ({video['error']})" if video["error"] else ""))
+    print(f"video {video['id']}: {video['status']}" + (f" ({video['error']})" if video["error"] else "")
+          + (f"; segments {segments[0]} of {segments[1]} done" if segments else ""))
     counts: dict[str, int] = {}
     for a in analyses:
         counts[a["status"]] = counts.get(a["status"], 0) + 1

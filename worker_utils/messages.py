@@ -1,4 +1,4 @@
-"""Pydantic models of the three messages (spec §3), mirroring schemas/*.json.
+"""Pydantic models of the three messages (spec §3) and the internal PROCESS_SEGMENT, mirroring schemas/*.json.
 
 The JSON Schema files are the published contract; these models give the workers typed
 access.  tests/worker_utils/test_contract_drift.py runs one table of valid and invalid
@@ -75,9 +75,36 @@ class SnapshotReady(_Message):
     yolo_type: YoloType
 
 
+class SegmentSpec(_Message):
+    """PROCESS_SEGMENT's ``segment``: yolo_worker.segments.Segment's fields (frame indices)."""
+
+    index: Annotated[JsonInt, Field(ge=0, le=99998)]
+    count: Annotated[JsonInt, Field(ge=2, le=99999)]
+    start_frame: Annotated[JsonInt, Field(ge=0)]
+    end_frame: Optional[Annotated[JsonInt, Field(ge=1)]]
+    warm_frame: Annotated[JsonInt, Field(ge=0)]
+    tail_frame: Optional[Annotated[JsonInt, Field(ge=1)]]
+    first_track_id: Annotated[JsonInt, Field(ge=1, le=999999)]
+
+
+class ProcessSegment(_Message):
+    """Internal to yolo_worker: one segment of a long video (schemas/process_segment.json)."""
+
+    event: Literal["PROCESS_SEGMENT"]
+    video_id: Uuid
+    workspace_id: Uuid
+    workspace_code: WorkspaceCode
+    camera_code: CameraCode
+    s3_key_raw: Annotated[str, Field(pattern=RAW_KEY_PATTERN, max_length=1024)]
+    frame_stride: Annotated[JsonInt, Field(ge=1, le=1000)]
+    recordedAt: DateTimeOrNull
+    segment: SegmentSpec
+
+
 MODELS: dict[str, type[_Message]] = {
     "process_video": ProcessVideo,
     "process_video_db": ProcessVideoDb,
+    "process_segment": ProcessSegment,
     "snapshot_ready": SnapshotReady,
 }
-VideoTask = Union[ProcessVideo, ProcessVideoDb]
+VideoTask = Union[ProcessVideo, ProcessVideoDb, ProcessSegment]

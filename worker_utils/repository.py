@@ -6,6 +6,7 @@ states in its WHERE clause, so a redelivered message cannot undo finished work.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Optional, Sequence
 
 from psycopg2 import sql
@@ -322,16 +323,20 @@ STUCK_ANALYSIS_STATUSES = ("queued", "processing")
 def stuck_videos(db: Database, *, older_than_s: Optional[float] = None,
                  video_id: Optional[str] = None) -> list[dict[str, Any]]:
     """Videos in :data:`STUCK_VIDEO_STATUSES` idle for ``older_than_s`` (None: any age), or only
-    ``video_id``; each with ``idle_s`` (seconds since its last activity), oldest first."""
+    ``video_id``; each with ``idle_s`` (seconds since its last activity: the row, its analyses or,
+    for a segmented video, its segments), oldest first.  Re-sending a segmented video's
+    PROCESS_VIDEO re-announces its unfinished segments (yolo_worker.worker)."""
     return db.fetchall(
         "SELECT v.id::text AS id, v.workspace_id::text AS workspace_id, v.workspace_code, v.camera_code,"
         " v.s3_key_raw, v.frame_stride, v.recorded_at, v.status, v.updated_at,"
-        " extract(epoch FROM now() - GREATEST(v.updated_at, max(a.created_at)))::float AS idle_s"
+        " extract(epoch FROM now() - GREATEST(v.updated_at, max(a.created_at), max(sg.updated_at)))::float AS idle_s"
         " FROM videos v LEFT JOIN image_analyses a ON a.video_id = v.id"
+        " LEFT JOIN (SELECT video_id, max(updated_at) AS updated_at FROM video_segments GROUP BY video_id) sg"
+        " ON sg.video_id = v.id"
         " WHERE v.status = ANY(%(statuses)s) AND (%(vid)s::uuid IS NULL OR v.id = %(vid)s::uuid)"
         " GROUP BY v.id"
         " HAVING %(age)s::float IS NULL"
-        " OR extract(epoch FROM now() - GREATEST(v.updated_at, max(a.created_at))) >= %(age)s::float"
+        " OR extract(epoch FROM now() - GREATEST(v.updated_at, max(a.created_at), max(sg.updated_at))) >= %(age)s::float"
         " ORDER BY idle_s DESC, v.id",
         {"statuses": list(STUCK_VIDEO_STATUSES), "vid": video_id, "age": older_than_s},
     )
@@ -366,3 +371,85 @@ def requeue_analysis(db: Database, analysis_id: str, status: str, updated_at: An
     n = db.execute("UPDATE image_analyses SET status = 'queued', error = NULL, updated_at = now()"
                    " WHERE id = %s AND status = %s AND updated_at = %s", (analysis_id, status, updated_at))
     return n > 0
+
+
+# --- segments of a long video (yolo_worker/segments.py) ---------------------------------------
+
+def plan_video_segments(db: Database, video_id: str, plans: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """Record a segmented video's plan (one PROCESS_SEGMENT ``segment`` dict per segment) unless
+    one is recorded already, and return the recorded plan with each segment's status, by index: a
+    redelivered PROCESS_VIDEO re-announces the first plan, whatever the settings are now."""
+    with db.transaction("DB plan segments") as cur:
+        cur.execute("SELECT 1 FROM video_segments WHERE video_id = %s LIMIT 1", (video_id,))
+        if cur.fetchone() is None:
+            for g in plans:
+                cur.execute("INSERT INTO video_segments (video_id, segment_index, segment_count, start_frame,"
+                            " end_frame, plan) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                            (video_id, g["index"], g["count"], g["start_frame"], g["end_frame"], json.dumps(g)))
+        cur.execute("SELECT plan, status FROM video_segments WHERE video_id = %s ORDER BY segment_index", (video_id,))
+        return [(dict(r["plan"]), r["status"]) for r in cur.fetchall()]
+
+
+def start_segment(db: Database, video_id: str, plan: dict[str, Any]) -> Optional[str]:
+    """Start work on a segment: its row (created if the plan's transaction never ran, e.g. a
+    hand-resent PROCESS_SEGMENT) moves to ``processing`` unless it is ``done``.  Returns the status
+    it had before (None: new).  The video's own status is left alone: another segment may have
+    failed it already."""
+    index, count, start, end = plan["index"], plan["count"], plan["start_frame"], plan["end_frame"]
+    with db.transaction("DB start segment") as cur:
+        cur.execute("INSERT INTO video_segments (video_id, segment_index, segment_count, start_frame, end_frame,"
+                    " status, plan) VALUES (%s, %s, %s, %s, %s, 'processing', %s)"
+                    " ON CONFLICT (video_id, segment_index) DO NOTHING RETURNING status",
+                    (video_id, index, count, start, end, json.dumps(plan)))
+        if cur.fetchone() is not None:
+            return None
+        cur.execute("SELECT status FROM video_segments WHERE video_id = %s AND segment_index = %s FOR UPDATE",
+                    (video_id, index))
+        before = cur.fetchone()["status"]
+        if before != "done":
+            cur.execute("UPDATE video_segments SET status = 'processing', error = NULL, updated_at = now()"
+                        " WHERE video_id = %s AND segment_index = %s", (video_id, index))
+        return before
+
+
+def finish_segment(db: Database, video_id: str, index: int, snapshots: int) -> tuple[int, int, bool]:
+    """Mark a segment ``done``; the video becomes ``done`` when it was the last one not done.
+    Returns ``(segments done, segments in all, whether this call finished the video)``.  The
+    video's row is locked first, so two workers finishing the last two segments at once cannot
+    both see the other's as unfinished."""
+    with db.transaction("DB finish segment") as cur:
+        cur.execute("SELECT status FROM videos WHERE id = %s FOR UPDATE", (video_id,))
+        cur.execute("UPDATE video_segments SET status = 'done', error = NULL, snapshots = %s, updated_at = now()"
+                    " WHERE video_id = %s AND segment_index = %s", (snapshots, video_id, index))
+        cur.execute("SELECT count(*) FILTER (WHERE status = 'done') AS done, count(*) AS total, max(segment_count)"
+                    " AS planned FROM video_segments WHERE video_id = %s", (video_id,))
+        row = cur.fetchone()
+        done, total = int(row["done"]), int(row["planned"] or row["total"])
+        finished = False
+        if done == total:
+            cur.execute("UPDATE videos SET status = 'done', error = NULL, updated_at = now()"
+                        " WHERE id = %s AND status IN ('processing', 'error')", (video_id,))
+            finished = cur.rowcount > 0
+        return done, total, finished
+
+
+def fail_segment(db: Database, video_id: str, workspace_id: str, index: int, reason: str) -> bool:
+    """A dead-lettered segment: its row ``error`` with ``reason``, and the video ``error`` with
+    ``segment <k> of <n>: <reason>`` (fail_video's rules: its own workspace, never from done)."""
+    with db.transaction("DB fail segment") as cur:
+        cur.execute("UPDATE video_segments SET status = 'error', error = %s, updated_at = now()"
+                    " WHERE video_id::text = %s AND segment_index = %s AND status <> 'done' RETURNING segment_count",
+                    (reason[:2000], video_id, index))
+        row = cur.fetchone()
+    count = f" of {row['segment_count']}" if row else ""
+    return fail_video(db, video_id, workspace_id, f"segment {index + 1}{count}: {reason}")
+
+
+def segment_progress(db: Database, video_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``video_id -> (segments done, segments planned)`` for the segmented ones of ``video_ids``."""
+    if not video_ids:
+        return {}
+    rows = db.fetchall("SELECT video_id::text AS video_id, count(*) FILTER (WHERE status = 'done') AS done,"
+                       " max(segment_count) AS planned FROM video_segments WHERE video_id::text = ANY(%s)"
+                       " GROUP BY video_id", (list(video_ids),))
+    return {r["video_id"]: (int(r["done"]), int(r["planned"])) for r in rows}

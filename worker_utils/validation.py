@@ -18,12 +18,12 @@ from jsonschema.exceptions import best_match
 from ..worker_config import PACKAGE_DIR, Settings
 from .errors import ValidationFailed
 from .keys import parse_raw_key, parse_snapshot_uri
-from .messages import MODELS, ProcessVideo, ProcessVideoDb, SnapshotReady
+from .messages import MODELS, ProcessSegment, ProcessVideo, ProcessVideoDb, SnapshotReady
 from .timeutil import detected_at, parse_iso8601
 
 SCHEMA_DIR: Path = PACKAGE_DIR / "schemas"
 EVENT_SCHEMAS = {"PROCESS_VIDEO": "process_video", "PROCESS_VIDEO_DB": "process_video_db",
-                 "SNAPSHOT_READY": "snapshot_ready"}
+                 "SNAPSHOT_READY": "snapshot_ready", "PROCESS_SEGMENT": "process_segment"}
 EVENT_TITLE = {v: k for k, v in EVENT_SCHEMAS.items()}
 
 
@@ -67,7 +67,7 @@ def validate_schema(name: str, obj: Any) -> None:
                                f"see schemas/{name}.json")
 
 
-def check_process_video(msg: ProcessVideo, settings: Settings) -> None:
+def check_process_video(msg: ProcessVideo | ProcessSegment, settings: Settings) -> None:
     """Semantic rules of PROCESS_VIDEO: the raw key lives under the message's own workspace/video."""
     try:
         raw = parse_raw_key(msg.s3_key_raw, settings.user_prefix)
@@ -120,20 +120,43 @@ def _check_datetime(field: str, value: str | None) -> None:
         raise ValidationFailed(f"{field} {value!r} is not a valid ISO-8601 date-time ({exc})") from None
 
 
-def validate_video_task(body: str | bytes | dict, settings: Settings) -> ProcessVideo | ProcessVideoDb:
-    """A PROCESS_VIDEO or PROCESS_VIDEO_DB message, fully validated."""
+def validate_video_task(body: str | bytes | dict, settings: Settings) -> ProcessVideo | ProcessVideoDb | ProcessSegment:
+    """A PROCESS_VIDEO or PROCESS_VIDEO_DB message, or the worker's own PROCESS_SEGMENT, fully validated."""
     obj = body if isinstance(body, dict) else parse_body(body)
     event = obj.get("event")
-    if event not in ("PROCESS_VIDEO", "PROCESS_VIDEO_DB"):
+    if event not in ("PROCESS_VIDEO", "PROCESS_VIDEO_DB", "PROCESS_SEGMENT"):
         raise ValidationFailed(
             f"event {event!r} is not handled by yolo_worker; expected PROCESS_VIDEO or PROCESS_VIDEO_DB"
         )
     name = EVENT_SCHEMAS[event]
     validate_schema(name, obj)
     msg = MODELS[name].model_validate(obj)
-    if isinstance(msg, ProcessVideo):
-        check_process_video(msg, settings)
+    if isinstance(msg, (ProcessVideo, ProcessSegment)):
+        check_process_video(msg, settings)  # the same key rules: a segment names its video's own raw key
+    if isinstance(msg, ProcessSegment):
+        check_segment(msg)
     return msg  # type: ignore[return-value]
+
+
+def check_segment(msg: ProcessSegment) -> None:
+    """Semantic rules of PROCESS_SEGMENT's frames: warm-up <= start < end <= tail, an index inside
+    the count, and ids that fit the spec's 6-digit snapshot names."""
+    g = msg.segment
+    problems = []
+    if g.index >= g.count:
+        problems.append(f"index {g.index} is not below count {g.count}")
+    if g.warm_frame > g.start_frame:
+        problems.append(f"warm_frame {g.warm_frame} is after start_frame {g.start_frame}")
+    if g.end_frame is not None and g.end_frame <= g.start_frame:
+        problems.append(f"end_frame {g.end_frame} is not after start_frame {g.start_frame}")
+    if (g.end_frame is None) != (g.tail_frame is None) or (g.end_frame is not None and g.tail_frame is not None
+                                                            and g.tail_frame < g.end_frame):
+        problems.append(f"tail_frame {g.tail_frame} does not follow end_frame {g.end_frame}")
+    if (g.end_frame is None) != (g.index == g.count - 1):
+        problems.append("only the last segment runs to the end of the video (end_frame null)")
+    if problems:
+        raise ValidationFailed("PROCESS_SEGMENT's segment is inconsistent: " + "; ".join(problems)
+                               + "; segments are planned by the worker itself, do not hand-edit them")
 
 
 def validate_snapshot_ready(body: str | bytes | dict, settings: Settings) -> SnapshotReady:

@@ -186,7 +186,7 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
             now = time.perf_counter()
             if now - last_report >= settings.progress_interval_s:
                 last_report = now
-                on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0))
+                on_progress(_progress(stats, reader.frames_read, info, len(book.live), now - t0, segment))
             if segment.past_tail(frame.index) or (segment.past_end(frame.index) and not book.owns_live()):
                 break  # the segment's own tracks have all ended (or its tail is spent)
     _emit(book.flush())
@@ -390,12 +390,20 @@ def detected(frames: Iterable[Frame], detector: DetectorLike, batch: int = 1,
         pool.shutdown(wait=True, cancel_futures=True)  # a closed generator leaves no detection running
 
 
-def _progress(stats: PipelineStats, frames_read: int, info: VideoInfo, live: int, elapsed: float) -> dict:
+def _progress(stats: PipelineStats, frames_read: int, info: VideoInfo, live: int, elapsed: float,
+              segment: Segment = WHOLE) -> dict:
+    """The progress line's figures; a segment's frames, percentage and ETA count from its warm-up
+    frame to its end (its tail, only as long as its vehicles, is not in the total)."""
     fps = stats.frames_processed / elapsed if elapsed > 0 else 0.0
-    total = info.frame_count
-    eta = (total - frames_read) / max(frames_read / elapsed, 1e-9) if total and elapsed > 0 else None
-    return {"frames_read": frames_read, "frames_total": total or None, "processed_fps": round(fps, 1),
-            "live_tracks": live, "snapshots_sent": stats.tracks_emitted,
-            "frames_detected": stats.frames_detected, "frames_carried": stats.frames_carried,
-            "pct": round(100.0 * frames_read / total, 1) if total else None,
-            "eta_s": round(eta, 1) if eta is not None else None}
+    end = segment.end_frame if segment.end_frame is not None else info.frame_count
+    total = max(0, end - segment.warm_frame) if end else 0
+    read = max(0, frames_read - segment.warm_frame)
+    eta = max(0, total - read) / max(read / elapsed, 1e-9) if total and elapsed > 0 else None
+    out = {"frames_read": read, "frames_total": total or None, "processed_fps": round(fps, 1),
+           "live_tracks": live, "snapshots_sent": stats.tracks_emitted,
+           "frames_detected": stats.frames_detected, "frames_carried": stats.frames_carried,
+           "pct": round(min(100.0, 100.0 * read / total), 1) if total else None,
+           "eta_s": round(eta, 1) if eta is not None else None}
+    if segment.count > 1:
+        out["segment"] = f"{segment.index + 1}/{segment.count}"
+    return out

@@ -23,26 +23,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 from ..worker_config import Settings
 from ..worker_utils.db import Database
 from ..worker_utils import readiness
-from ..worker_utils.errors import BadMedia, ValidationFailed
+from ..worker_utils.errors import BadMedia, PermanentError, ValidationFailed
 from ..worker_utils.imaging import encode_jpeg, letterbox
 from ..worker_utils.keys import build_snapshot_key, build_snapshot_uri, is_uuid
 from ..worker_utils.logs import log_context, log_stage
-from ..worker_utils.messages import ProcessVideo, ProcessVideoDb
+from ..worker_utils.messages import ProcessSegment, ProcessVideo, ProcessVideoDb
 from ..worker_utils.poller import Dependency, HandlerContext, Poller, one_at_a_time
-from ..worker_utils.repository import (ensure_video_processing, fail_video, get_video, insert_analysis_queued,
-                                       set_video_status)
+from ..worker_utils.repository import (ensure_video_processing, fail_segment, fail_video, finish_segment, get_video,
+                                       insert_analysis_queued, plan_video_segments, set_video_status, start_segment)
 from ..worker_utils.s3_store import S3Store
 from ..worker_utils.sqs_queue import ReceivedMessage, SqsQueues
 from ..worker_utils.timeutil import detected_at, format_iso8601
 from ..worker_utils.validation import validate_snapshot_ready, validate_video_task
 from .detector import Detector
 from .pipeline import PipelineStats, run_pipeline
+from .segments import WHOLE, Segment, describe, plan_segments
 from .selection import FinishedTrack
 from .tracking import Tracker, reid_status
 from .video import VideoInfo, probe
@@ -99,9 +101,13 @@ class YoloWorker:
 
     # --- handler -----------------------------------------------------------------
     def handle(self, message: ReceivedMessage, ctx: HandlerContext) -> None:
+        received = time.monotonic()  # SQS's visibility cap counts from the receive
         ctx.progress("validate")
         msg = validate_video_task(message.body, self.settings)
         with log_context(video_id=msg.video_id):
+            if isinstance(msg, ProcessSegment):
+                self._handle_segment(msg, ctx, received)
+                return
             job = self._job(msg)
             before = ensure_video_processing(
                 self.db, video_id=job.video_id, workspace_id=job.workspace_id,
@@ -110,20 +116,39 @@ class YoloWorker:
             if before == "done":
                 log.info("video already done; redelivery skipped (nothing re-emitted)")
                 return
-            stats = self._process(job, ctx)
+            stats = self._process(job, ctx, WHOLE, received)
+            if stats is None:
+                return  # planned as segments: the last segment to finish marks the video done
             ctx.progress("finish")
             set_video_status(self.db, job.video_id, "done", allowed_from=("processing",))
-            log.info("video done", extra={"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
-                                           "frames_detected": stats.frames_detected,
-                                           "frames_carried": stats.frames_carried,
-                                           "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
-                                           "dropped_static_tracks": stats.tracks_dropped_static,
-                                           "processed_fps": round(stats.fps, 1),
-                                           "first_emit_s": None if stats.first_emit_s is None
-                                           else round(stats.first_emit_s, 2),
-                                           "first_emit_frames_grabbed": stats.first_emit_frames_grabbed,
-                                           "decode_threads": stats.decode_threads,
-                                           "duration_ms": round(stats.wall_s * 1e3, 1)})
+            log.info("video done", extra=_stats_fields(stats))
+
+    def _handle_segment(self, msg: ProcessSegment, ctx: HandlerContext, received: float) -> None:
+        """One segment of a long video: its frames, its tracks (segments.py), its row; the video
+        is done when the last of its segments is."""
+        job = VideoJob(msg.video_id, msg.workspace_id, msg.workspace_code, msg.camera_code, msg.s3_key_raw,
+                       msg.frame_stride, msg.recordedAt)
+        plan = msg.segment.model_dump()
+        seg = Segment(**plan)
+        with log_context(segment=f"{seg.index + 1}/{seg.count}"):
+            row = get_video(self.db, job.video_id)
+            if row is None or str(row["workspace_id"]) != job.workspace_id:
+                raise ValidationFailed(f"PROCESS_SEGMENT names video {job.video_id} of workspace {job.workspace_id}, "
+                                       "which is not in the videos table; segments come from a PROCESS_VIDEO, "
+                                       "send that instead")
+            if row["status"] == "done":
+                log.info("video already done; segment skipped (nothing re-emitted)")
+                return
+            if start_segment(self.db, job.video_id, plan) == "done":
+                log.info("segment already done; redelivery skipped (nothing re-emitted)")
+                return
+            stats = self._process(job, ctx, seg, received)
+            assert stats is not None  # a segment is never planned again
+            ctx.progress("finish")
+            done, total, finished = finish_segment(self.db, job.video_id, seg.index, stats.tracks_emitted)
+            fields = {**_stats_fields(stats), "segments_done": done, "segments": total,
+                      "frames_outside_segment": stats.frames_outside}
+            log.info("video done" if finished else "segment done", extra=fields)
 
     def dead_letter(self, message: ReceivedMessage, reason: str, code: str) -> None:
         """The poller's terminal-state hook: the message is going to the DLQ, so its videos row
@@ -131,8 +156,15 @@ class YoloWorker:
         with the same reason.  Runs on its own connection: a stalled handler may hold the
         worker's.  Raises DependencyDown while the database is down (nothing is dead-lettered)."""
         video_id, workspace_id = _ids_of(message.body)
-        if video_id and workspace_id and fail_video(self._dead_letter_db, video_id, workspace_id, reason):
-            log.info("video marked error", extra={"video_id": video_id, "error_code": code})
+        if not (video_id and workspace_id):
+            return
+        index = _segment_of(message.body)
+        if index is not None:
+            failed = fail_segment(self._dead_letter_db, video_id, workspace_id, index, reason)
+        else:
+            failed = fail_video(self._dead_letter_db, video_id, workspace_id, reason)
+        if failed:
+            log.info("video marked error", extra={"video_id": video_id, "error_code": code, "segment": index})
 
     def dependencies(self) -> list[Dependency]:
         s = self.settings
@@ -145,7 +177,9 @@ class YoloWorker:
         return Poller(s, s.video_queue, s.video_dlq, one_at_a_time(self.handle), batch_size=1, sqs=self.sqs,
                       name=name, on_dead_letter=self.dead_letter, dependencies=self.dependencies())
 
-    def _process(self, job: VideoJob, ctx: HandlerContext) -> PipelineStats:
+    def _process(self, job: VideoJob, ctx: HandlerContext, segment: Segment, received: float) -> Optional[PipelineStats]:
+        """Download, probe and process the video (``segment``: one segment of it).  A whole video
+        longer than ``segment_s`` is not processed here: its segments are announced and None returned."""
         s = self.settings
         ctx.progress("download")
         with log_stage(log, "download"):
@@ -157,21 +191,54 @@ class YoloWorker:
             self._check_limits(info)
             log.info("video opened", extra={"width": info.width, "height": info.height, "fps": round(info.fps, 3),
                                             "frames": info.frame_count, "frame_stride": job.frame_stride})
+            if segment is WHOLE:
+                plan = plan_segments(info.frame_count, info.fps, job.frame_stride, s.segment_s, s.segment_warmup_s,
+                                     s.segment_tail_s, s.track_max_age + 1)
+                if len(plan) > 1:
+                    self._announce(job, plan, info)
+                    return None
+            cap = VisibilityCap(s, received, segment, info)
             tracker = Tracker(s, (info.height, info.width))
+
+            def on_progress(p: dict) -> None:
+                log.info("progress", extra=p)
+                cap.check(p)
+
             stats = run_pipeline(path, info, job.frame_stride, s, self.detector, tracker,
                                  emit=lambda ft: self._emit(job, ft), check_cancelled=ctx.check_cancelled,
-                                 on_progress=lambda p: log.info("progress", extra=p), report=ctx.progress)
+                                 on_progress=on_progress, report=ctx.progress, segment=segment)
         finally:
             os.unlink(path)
         if stats.frames_read == 0:
             raise BadMedia("the video has no decodable frames (empty or corrupt); re-encode and re-upload it")
-        if stats.frames_read + _missing_frames_tolerance(info.frame_count) < info.frame_count:
+        if segment.end_frame is None and \
+                stats.frames_read + _missing_frames_tolerance(info.frame_count) < info.frame_count:
             # Decoding stopped early: corrupt data mid-file.  The snapshots already sent are
             # real vehicles of the decoded part; the video must not claim to be complete.
             raise BadMedia(f"video decoding stopped at frame {stats.frames_read} of the {info.frame_count} its "
                            "container declares: the file is corrupt or truncated; re-encode and re-upload it")
         self.last_stats = stats
         return stats
+
+    def _announce(self, job: VideoJob, plan: list[Segment], info: VideoInfo) -> None:
+        """Record the segments and send one PROCESS_SEGMENT per segment not done yet (a
+        redelivered PROCESS_VIDEO re-announces the recorded plan), to the video queue: any
+        worker takes any of them."""
+        s = self.settings
+        recorded = plan_video_segments(self.db, job.video_id, [_segment_dict(g) for g in plan])
+        sent = 0
+        for spec, status in recorded:
+            if status == "done":
+                continue
+            body = {"event": "PROCESS_SEGMENT", "video_id": job.video_id, "workspace_id": job.workspace_id,
+                    "workspace_code": job.workspace_code, "camera_code": job.camera_code,
+                    "s3_key_raw": job.s3_key_raw, "frame_stride": job.frame_stride, "recordedAt": job.recorded_at,
+                    "segment": spec}
+            validate_video_task(body, s)  # never send what a worker would reject
+            self.sqs.send_json(s.video_queue, body, "process_segment")
+            sent += 1
+        log.info("video planned as segments", extra={"segments": len(recorded), "announced": sent,
+                                                     "segment_s": s.segment_s, "duration_s": round(info.duration_s, 1)})
 
     def _check_limits(self, info: VideoInfo) -> None:
         s = self.settings
@@ -210,6 +277,59 @@ class YoloWorker:
                                           "yolo_type": ft.yolo_type, "bytes": len(jpeg), "hits": ft.hits})
 
 
+def _stats_fields(stats: PipelineStats) -> dict:
+    """The ``video done`` / ``segment done`` line's figures."""
+    return {"frames_read": stats.frames_read, "frames_processed": stats.frames_processed,
+            "frames_detected": stats.frames_detected, "frames_carried": stats.frames_carried,
+            "snapshots": stats.tracks_emitted, "dropped_tracks": stats.tracks_dropped,
+            "dropped_static_tracks": stats.tracks_dropped_static, "processed_fps": round(stats.fps, 1),
+            "first_emit_s": None if stats.first_emit_s is None else round(stats.first_emit_s, 2),
+            "first_emit_frames_grabbed": stats.first_emit_frames_grabbed,
+            "decode_threads": stats.decode_threads, "duration_ms": round(stats.wall_s * 1e3, 1)}
+
+
+def _segment_dict(g: Segment) -> dict:
+    return {"index": g.index, "count": g.count, "start_frame": g.start_frame, "end_frame": g.end_frame,
+            "warm_frame": g.warm_frame, "tail_frame": g.tail_frame, "first_track_id": g.first_track_id}
+
+
+class VisibilityCap:
+    """SQS's cap on a message's visibility (``visibility_cap_s``, 12 h from its receive): past it
+    the heartbeat cannot extend it, and the message reappears on another worker and starts again.
+    At each progress line the time the work will have taken (elapsed since the receive + the
+    line's ETA for this segment or video) is checked against ``CAP_FRACTION`` of the cap; over
+    it, the work stops with a permanent error that names the cap and the fix (it would only loop)."""
+
+    CAP_FRACTION = 0.9  # room for the last snapshots' writes and the delete
+
+    def __init__(self, settings: Settings, received: float, segment: Segment, info: VideoInfo):
+        self.settings, self.received, self.segment, self.info = settings, received, segment, info
+
+    def check(self, progress: dict) -> None:
+        eta = progress.get("eta_s")
+        if eta is None:
+            return
+        s = self.settings
+        cap = s.visibility_cap_s
+        elapsed = time.monotonic() - self.received
+        projected = elapsed + float(eta)
+        if projected <= self.CAP_FRACTION * cap:
+            return
+        seg, fps = self.segment, self.info.fps
+        what = (describe(seg, fps) if seg.count > 1 else "this video")
+        owned_s = ((seg.end_frame if seg.end_frame is not None else self.info.frame_count) - seg.start_frame) / fps \
+            if fps > 0 else 0.0
+        fit = max(1.0, owned_s * 0.75 * cap / projected) if owned_s > 0 else None
+        advice = (f"set segment_s to {fit:.0f} s or less (now {s.segment_s:.0f} s; segments run in parallel on any "
+                  "workers)" if fit is not None else "lower segment_s")
+        raise PermanentError(
+            f"{what} would take about {projected / 3600:.2f} h ({progress.get('processed_fps')} processed frames/s), "
+            f"past SQS's visibility cap of {cap / 3600:.2f} h ({cap:.0f} s) from the message's receive "
+            f"(visibility_cap_s): it "
+            f"would reappear on another worker and start again; {advice}, raise frame_stride, or run a faster "
+            "detector (a GPU, a smaller detector_imgsz)")
+
+
 def _log_tracker_mode(settings: Settings) -> None:
     """Say once, at start-up, whether the tracker uses appearance (re-ID) or motion only; a
     BoT-SORT configured for re-ID weights it cannot use here (the spec's ``deepsort.engine``
@@ -238,7 +358,17 @@ def _ids_of(body: str) -> tuple[Optional[str], Optional[str]]:
         event, vid, wid = obj.get("event"), obj.get("video_id"), obj.get("workspace_id")
     except (ValueError, AttributeError):
         return None, None
-    if event not in ("PROCESS_VIDEO", "PROCESS_VIDEO_DB"):
+    if event not in ("PROCESS_VIDEO", "PROCESS_VIDEO_DB", "PROCESS_SEGMENT"):
         return None, None
     ok = [v if isinstance(v, str) and is_uuid(v) else None for v in (vid, wid)]
     return ok[0], ok[1]
+
+
+def _segment_of(body: str) -> Optional[int]:
+    """The segment index of a PROCESS_SEGMENT body, where well-formed (None otherwise)."""
+    try:
+        obj = json.loads(body)
+        index = obj["segment"]["index"] if obj.get("event") == "PROCESS_SEGMENT" else None
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return None
+    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None

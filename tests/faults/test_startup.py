@@ -18,7 +18,7 @@ def test_a_failed_start_up_check_exits_2_with_what_to_fix(make_rig, stack, uniqu
     rig = make_rig()
     changes, needle = {
         "not migrated": (dict(db_url=stack.pg.create_database(f"{unique}_empty")),
-                         "lacks migrations 0001_init, 0002_track_span, 0003_snapshot_box; run "
+                         "lacks migrations 0001_init, 0002_track_span, 0003_snapshot_box, 0004_video_segments; run "
                          "`python -m video_analysis setup`"),
         "no bucket": (dict(bucket=f"{rig.s.bucket}-missing"), "does not exist; create it with "
                                                               "`python -m video_analysis setup`"),

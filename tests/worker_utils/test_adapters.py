@@ -92,7 +92,7 @@ def test_migrations_are_idempotent(db_url):
 def test_fresh_database_gets_all_migrations(stack, unique):
     url = stack.pg.create_database(unique + "fresh")
     db = Database(url)
-    assert apply_migrations(db) == ["0001_init", "0002_track_span", "0003_snapshot_box"]
+    assert apply_migrations(db) == ["0001_init", "0002_track_span", "0003_snapshot_box", "0004_video_segments"]
     assert apply_migrations(db) == []
 
 

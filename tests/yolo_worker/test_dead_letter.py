@@ -55,7 +55,7 @@ class FaultyDetector:
 
 
 def _failing_process(exc: BaseException):
-    def process(self, job, ctx):
+    def process(self, job, ctx, *args):
         raise exc
     return process
 

@@ -66,9 +66,10 @@ def make_recording_worker(settings: Settings, detector: Any, crash_after: Option
             self.emitted.append(Emitted(ft.track_id, b.frame_index, b.box, b.ts_ms, ft.yolo_type, ft.hits,
                                         job.video_id))
 
-        def _process(self, job, ctx):
-            stats = super()._process(job, ctx)
-            self.stats[job.video_id] = stats
+        def _process(self, job, ctx, *args):
+            stats = super()._process(job, ctx, *args)
+            if stats is not None:  # None: planned as segments; a segmented video keeps its last segment's
+                self.stats[job.video_id] = stats
             return stats
 
     adapters = dict(s3=client.s3, sqs=client.sqs, db=client.db) if client is not None else {}
