@@ -13,7 +13,9 @@ core, detector-only and end to end); each end-to-end run reports its frames dete
 over and its snapshot coverage against the clip's ground truth, with gating on and off;
 ``main`` = c (main_worker batched vs one at a time); ``long`` = d (peak RSS 1-min vs 10-min
 clip) + e (first SNAPSHOT_READY as a fraction of the processing time, 10-min clip);
-``formats`` = the main-model formats' per-snapshot latency side by side (bench/main_formats.py).
+``formats`` = the main-model formats' per-snapshot latency side by side (bench/main_formats.py);
+``segments`` = one long video (10 min) through 1 and through 2 yolo_worker processes, its
+segments spread over them (bench/segments.py).
 Each benchmark starts its own local stack (moto_server + throwaway PostgreSQL) and stops it.
 Clips are generated once and cached under artifacts/bench/clips.
 """
@@ -38,6 +40,7 @@ TARGETS = {  # figure -> (comparison, target), from the performance issues (5, 1
     "c_batched_vs_one_at_a_time": (">=", 2.0),
     "d_peak_rss_growth_short_to_long": ("<=", 0.10),
     "e_first_snapshot_fraction_long": ("<=", 0.25),
+    "two_vs_one": (">=", 1.8),  # one long video, 2 yolo_workers against 1 (issue 26)
 }
 
 
@@ -59,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     """The command line, and the set of benchmark groups it chose."""
     ap = argparse.ArgumentParser(prog="python -m video_analysis.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "formats", "all"], default="all",
+    ap.add_argument("groups", nargs="*", choices=["yolo", "main", "long", "formats", "segments", "all"], default="all",
                     help="which benchmarks (default: all)")
     ap.add_argument("--quick", action="store_true", help="short clips (smoke run; figures are noisier)")
     ap.add_argument("--stride", type=int, default=3, help="frame_stride for every yolo_worker run")
@@ -76,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, set[s
     ap.add_argument("--out", default=str(WORK / "results.json"), help="also write the JSON here")
     args = ap.parse_args(argv)
     chosen = [args.groups] if isinstance(args.groups, str) else args.groups  # the default is the string "all"
-    return args, ({"yolo", "main", "long", "formats"} if "all" in chosen else set(chosen))
+    return args, ({"yolo", "main", "long", "formats", "segments"} if "all" in chosen else set(chosen))
 
 
 def isa_capped_env(isa: str | None, environ: dict[str, str]) -> dict[str, str] | None:
@@ -129,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
 
         log("d+e: peak RSS and first SNAPSHOT_READY, short vs long clip")
         results["long"] = (bench_long(0.25, 1.0, args.stride) if args.quick else bench_long(1.0, 10.0, args.stride))
+    if "segments" in groups:
+        from .segments import bench_segments
+
+        log("segments: one long video through 1 and through 2 yolo_workers (detector_threads 1)")
+        results["segments"] = bench_segments(120.0, 1) if args.quick else bench_segments()
     if "formats" in groups:
         from .main_formats import bench_formats
 

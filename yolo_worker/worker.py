@@ -211,6 +211,10 @@ class YoloWorker:
             os.unlink(path)
         if stats.frames_read == 0:
             raise BadMedia("the video has no decodable frames (empty or corrupt); re-encode and re-upload it")
+        if segment.end_frame is not None and stats.frames_read < segment.end_frame:
+            raise BadMedia(f"video decoding stopped at frame {stats.frames_read}, inside {describe(segment, info.fps)} "
+                           f"(its frames run to {segment.end_frame}): the file is corrupt or truncated; re-encode "
+                           "and re-upload it")
         if segment.end_frame is None and \
                 stats.frames_read + _missing_frames_tolerance(info.frame_count) < info.frame_count:
             # Decoding stopped early: corrupt data mid-file.  The snapshots already sent are

@@ -13,6 +13,7 @@ from video_analysis.bench.__main__ import TARGETS, check_targets
     ("c_batched_vs_one_at_a_time", 2.0, True), ("c_batched_vs_one_at_a_time", 1.2, False),
     ("d_peak_rss_growth_short_to_long", -0.05, True), ("d_peak_rss_growth_short_to_long", 0.11, False),
     ("e_first_snapshot_fraction_long", 0.25, True), ("e_first_snapshot_fraction_long", 0.3, False),
+    ("two_vs_one", 1.8, True), ("two_vs_one", 1.7, False),
 ])
 def test_target_verdicts(key, value, met):
     out = check_targets({"group": {key: value}})
@@ -21,7 +22,12 @@ def test_target_verdicts(key, value, met):
 
 def test_missing_figures_are_not_judged():
     assert check_targets({"machine": {"cpu": "x"}, "yolo": {"a_end_to_end_vs_detector_only": None}}) == {}
-    assert len(TARGETS) == 8
+
+
+def test_every_target_has_a_verdict_case():
+    """A target added without a case in test_target_verdicts fails here."""
+    named = {key for mark in test_target_verdicts.pytestmark for key, _v, _m in mark.args[1]}
+    assert named == set(TARGETS), set(TARGETS) ^ named
 
 
 def test_a_figure_in_two_groups_gets_two_verdicts():
@@ -32,8 +38,9 @@ def test_a_figure_in_two_groups_gets_two_verdicts():
 
 
 @pytest.mark.parametrize("argv,groups", [
-    ([], {"yolo", "main", "long", "formats"}),  # `make bench`: no group named
-    (["all"], {"yolo", "main", "long", "formats"}),
+    ([], {"yolo", "main", "long", "formats", "segments"}),  # `make bench`: no group named
+    (["all"], {"yolo", "main", "long", "formats", "segments"}),
+    (["segments"], {"segments"}),
     (["formats"], {"formats"}),
     (["yolo", "main"], {"yolo", "main"}),
     (["long", "--quick"], {"long"}),
