@@ -192,8 +192,11 @@ class YoloWorker:
             log.info("video opened", extra={"width": info.width, "height": info.height, "fps": round(info.fps, 3),
                                             "frames": info.frame_count, "frame_stride": job.frame_stride})
             if segment is WHOLE:
-                plan = plan_segments(info.frame_count, info.fps, job.frame_stride, s.segment_s, s.segment_warmup_s,
-                                     s.segment_tail_s, s.track_max_age + 1)
+                try:
+                    plan = plan_segments(info.frame_count, info.fps, job.frame_stride, s.segment_s,
+                                         s.segment_warmup_s, s.segment_tail_s, s.track_max_age + 1)
+                except ValueError as exc:  # segments shorter than their warm-up at this frame rate
+                    raise PermanentError(f"cannot cut this {info.fps:g} fps video into segments: {exc}") from None
                 if len(plan) > 1:
                     self._announce(job, plan, info)
                     return None

@@ -143,3 +143,15 @@ def test_a_dead_lettered_segment_fails_its_video_with_the_segments_reason(segmen
     row = client.video(vid)
     assert (row["status"], row["error"]) == ("error", "segment 2 of 3: video decoding failed: boom")
     assert _segments(client, vid)[1]["status"] == "error"
+
+
+def test_segments_shorter_than_the_trackers_memory_are_refused_with_the_fix(client, clip_factory, demo_detector):
+    """At 5 fps and stride 3 the tracker remembers a lost vehicle 18.6 s (31 processed frames):
+    10 s segments cannot warm up on that, a permanent error that says to raise segment_s."""
+    s = client.s.replace(segment_s=10.0, segment_warmup_s=2.0)
+    vid, _msg = client.submit(clip_factory(seed=5, duration_s=30.0, fps=5.0).video, frame_stride=3)
+    serve(s, make_recording_worker(s, demo_detector, client=client), messages=1)
+    dead = client.drain(s.video_dlq, wait_s=1)
+    reason = dead[0].string_attributes["cvitx_error_reason"]
+    assert "cannot cut this 5 fps video into segments" in reason and "raise segment_s" in reason, reason
+    assert client.video(vid)["status"] == "error"
