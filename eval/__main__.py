@@ -7,8 +7,11 @@
     python -m video_analysis.eval all        (classifier, detector, tracking: one JSON object)
     python -m video_analysis.eval real VIDEO GT.json [--run DIR] [--weights detector.pt] [--stride N]
     python -m video_analysis.eval sheets VIDEO [--out DIR] [--every N]
+    python -m video_analysis.eval segments   [--seed 500301] [--duration 1200] [--segment-s 120] [--fps 12.5]
 
-``real`` scores the snapshots of a real clip against a hand-made ground truth (eval/real.py):
+``segments`` runs a generated clip with parked vehicles and long stops whole and as the
+segments the worker would plan (yolo_worker/segments.py), each on a fresh tracker, and compares
+their snapshot coverage (eval.tracking.compare_segmented).  ``real`` scores the snapshots of a real clip against a hand-made ground truth (eval/real.py):
 with ``--run`` those a previous ``analyze --out DIR`` left, else it runs the yolo worker's
 pipeline on VIDEO with the configured detector.  ``sheets`` writes contact sheets (frames with
 their number and a pixel ruler) for writing such a ground truth.  ``python -m video_analysis
@@ -53,6 +56,30 @@ def _detector(args, settings: Settings) -> dict:
 def stride_for(fps: float, stride: str) -> int:
     """``--stride``: a number, or ``auto`` = the README's advice (1 at 15 fps or less, else 3)."""
     return (1 if fps <= 15.0 else 3) if stride == "auto" else int(stride)
+
+
+def _segments(args, settings: Settings) -> dict:
+    from ..synth.clip import write_clip
+    from ..synth.scene import SceneConfig
+    from ..yolo_worker.detector import Detector
+    from .tracking import compare_segmented
+
+    settings = settings.replace(segment_s=args.segment_s, segment_warmup_s=args.warmup_s, segment_tail_s=args.tail_s)
+    if args.weights:
+        settings = settings.replace(detector_path=str(Path(args.weights).resolve()))
+    cfg = SceneConfig(seed=args.seed, duration_s=args.duration, fps=args.fps, parked=args.parked,
+                      stop_probability=args.stop_probability)
+    with tempfile.TemporaryDirectory(prefix="cvitx-eval-") as work:
+        clip = write_clip(cfg, work, "clip")
+        out = compare_segmented(clip.video, settings, stride=args.stride, detector=Detector(settings))
+    whole, seg = out["whole"]["coverage"], out["segmented"]["coverage"]
+    out["exactly_one_change"] = round((seg["exactly_one"] - whole["exactly_one"]) / max(1, whole["vehicles"]), 4)
+    for run in ("whole", "segmented"):
+        out[run].pop("track_ids")
+    out["clip"] = {"seed": args.seed, "duration_s": args.duration, "fps": args.fps, "parked": args.parked,
+                   "stop_probability": args.stop_probability, "frame_stride": args.stride}
+    out["settings"] = {"segment_s": args.segment_s, "segment_warmup_s": args.warmup_s, "segment_tail_s": args.tail_s}
+    return out
 
 
 def _tracking(args, settings: Settings) -> dict:
@@ -141,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--grid", type=int, help="grid spacing in original-frame px (default: 50 at 640 wide)")
     sh.add_argument("--start", type=int, default=0, help="first frame")
     sh.add_argument("--end", type=int, help="last frame (default: the last)")
+    sg = sub.add_parser("segments", help="a long generated clip whole and in segments: snapshot coverage compared")
+    sg.add_argument("--seed", type=int, default=500301)
+    sg.add_argument("--duration", type=float, default=1200.0, help="seconds of video (default 1200: 20 min)")
+    sg.add_argument("--fps", type=float, default=12.5)
+    sg.add_argument("--stride", type=int, default=3)
+    sg.add_argument("--parked", type=int, default=3, help="parked vehicles, in view the whole clip")
+    sg.add_argument("--stop-probability", type=float, default=0.5, help="chance a vehicle stops at the stop line")
+    sg.add_argument("--segment-s", type=float, default=120.0, help="segment length (default 120: ten boundaries)")
+    sg.add_argument("--warmup-s", type=float, default=10.0)
+    sg.add_argument("--tail-s", type=float, default=60.0)
+    sg.add_argument("--weights", help="detector weights (default: the configured detector_path)")
     a = sub.add_parser("all", help="classifier, detector and tracking")
     for p in (c, a):
         p.add_argument("--bundle", help="main-model bundle (default: the configured main_model_path)")
@@ -163,7 +201,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = build_settings(device="cpu")
     runs = {"classifier": _classifier, "detector": _detector, "tracking": _tracking, "plate-color": _plate_color,
-            "real": _real, "sheets": _sheets}
+            "real": _real, "sheets": _sheets, "segments": _segments}
     chosen = ["classifier", "detector", "tracking"] if args.what == "all" else [args.what]
     try:
         result = {name: runs[name](args, settings) for name in chosen}

@@ -126,7 +126,7 @@ def compare_segmented(video: str | Path, settings: Settings, stride: int = 3, de
         runs[name] = {"finished": finished, "frames": frames, "processed": processed}
     vehicles = countable_vehicles(gt, sorted(runs["whole"]["frames"]), min_visibility, min_frames)
     all_boxes = gt.per_frame(0.0)
-    out: dict = {"segments": len(segments)}
+    out: dict = {"segment_count": len(segments)}
     for name, run in runs.items():
         out[name] = {"coverage": snapshot_coverage(all_boxes, [(ft.best.frame_index, ft.best.box)
                                                                 for ft in run["finished"]], vehicles),

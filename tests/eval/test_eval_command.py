@@ -56,3 +56,18 @@ def test_plate_color_command_on_a_small_split(capsys):
     assert got["snapshots"] == 40
     assert got["color_base_top1_head"] >= 0.85  # 0.97 measured on 100; 40 samples: >= 3 sigma below
     assert 0.0 <= got["color_base_top1_classical"] <= 1.0 and "plate_exact_match" not in got
+
+
+def test_eval_segments_compares_a_clip_whole_and_in_segments(capsys):
+    """A short run of the 20-minute proof's command: both runs scored on the same vehicles, the
+    segmented one over three segments with its warm-ups and tails processed on top."""
+    from video_analysis.eval.__main__ import main
+
+    assert main(["segments", "--duration", "36", "--segment-s", "12", "--warmup-s", "2", "--tail-s", "6",
+                 "--weights", str(DETECTOR)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["segment_count"] == 3 and got["settings"]["segment_s"] == 12.0
+    whole, seg = got["whole"], got["segmented"]
+    assert whole["coverage"]["vehicles"] == seg["coverage"]["vehicles"] > 5
+    assert seg["frames_processed"] > whole["frames_processed"]
+    assert got["doubled"] == [] and got["lost"] == [], got["differ"]

@@ -103,7 +103,7 @@ def test_segmented_snapshots_equal_the_whole_runs(clip_factory, demo_detector):
     clip = clip_factory(seed=7, duration_s=60.0, fps=12.5, parked=2, stop_probability=0.5)
     settings = Settings(device="cpu", segment_s=20.0, segment_warmup_s=5.0, segment_tail_s=20.0)
     out = compare_segmented(clip.video, settings, stride=3, detector=demo_detector)
-    assert out["segments"] == 3
+    assert out["segment_count"] == 3
     whole, seg = out["whole"]["coverage"], out["segmented"]["coverage"]
     assert whole["vehicles"] >= 25 and whole["exactly_one"] >= 0.7 * whole["vehicles"]  # the clip is a fair test
     assert out["doubled"] == [] and out["lost"] == [], f"(whole, segmented) snapshots per vehicle: {out['differ']}"
