@@ -29,7 +29,7 @@ from ..worker_utils.db import Database
 from ..worker_utils.errors import WorkerError
 from ..worker_utils.local_stack import LOCAL_AWS_ENV, stack_down, stack_up
 from ..worker_utils.provision import run_setup
-from ..worker_utils.repository import get_video, list_analyses
+from ..worker_utils.repository import get_video, list_analyses, segment_progress
 from ..worker_utils.s3_store import S3Store
 from ..worker_utils.submit import submit_video
 
@@ -219,6 +219,9 @@ def run_job(opts: JobOptions, make_report: Callable[[JobResult], Path], before_s
         _stop_worker(yolo)
         _stop_worker(main)
         video = get_video(db, video_id) or {}
+        segments = segment_progress(db, [video_id]).get(video_id)
+        if segments:  # a segmented video: the report says how many of its segments finished
+            video["segments"] = {"done": segments[0], "total": segments[1]}
         analyses = list_analyses(db, video_id)
         _download_snapshots(S3Store(settings), analyses, opts.out / "report" / "snapshots")
         result = JobResult(video_id, video, analyses, len(analyses), steps.timings, settings, opts.out / "report",
@@ -257,7 +260,10 @@ def _wait(db: Database, video_id: str, yolo: subprocess.Popen, main: subprocess.
             counts[a["status"]] = counts.get(a["status"], 0) + 1
         pct = progress.poll()
         status = video["status"] if video else "?"
-        line = (f"    video {status}" + (f" {pct:.0f}%" if pct is not None and status == "processing" else "")
+        segments = segment_progress(db, [video_id]).get(video_id)
+        line = (f"    video {status}"
+                + (f" {segments[0]}/{segments[1]} segments" if segments else
+                   f" {pct:.0f}%" if pct is not None and status == "processing" else "")
                 + f" | snapshots {len(analyses)} | analysed {counts.get('done', 0)}"
                 + (f" | errors {counts['error']}" if counts.get("error") else "")
                 + f" | {time.monotonic() - t0:.0f} s")

@@ -105,7 +105,9 @@ def write_report(out_dir: Path, *, title: str, video: dict, analyses: list[dict]
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(title)}</title>"
              f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head><body>",
              f"<h1>{_e(title)}</h1><p class=muted>video {_e(video.get('id'))} · status <b>{_e(video.get('status'))}</b>"
-             f" · {len(analyses)} snapshots"
+             + (f" · segments {video['segments']['done']} of {video['segments']['total']} done"
+                if isinstance(video.get("segments"), dict) else "")
+             + f" · {len(analyses)} snapshots"
              + (f" · {video_info['width']}x{video_info['height']} @ {video_info['fps']:.3g} fps" if video_info else "")
              + "</p>"]
     if notice:

@@ -155,3 +155,25 @@ def test_segments_shorter_than_the_trackers_memory_are_refused_with_the_fix(clie
     reason = dead[0].string_attributes["cvitx_error_reason"]
     assert "cannot cut this 5 fps video into segments" in reason and "raise segment_s" in reason, reason
     assert client.video(vid)["status"] == "error"
+
+
+def test_reconcile_resends_a_stuck_segmented_video_and_its_segments_finish(client, clip_factory, demo_detector):
+    """The segment tasks were lost (a purged queue): the video stays processing with its plan
+    recorded.  reconcile re-sends its PROCESS_VIDEO; the planner re-announces the recorded plan's
+    unfinished segments and the video finishes with every segment done."""
+    from video_analysis.worker_utils.reconcile import reconcile
+
+    s = client.s
+    vid, _msg = client.submit(clip_factory(**CLIP).video, frame_stride=3)
+    worker = make_recording_worker(s, demo_detector, client=client)
+    serve(s, worker, messages=1)  # the plan only
+    lost = client.drain(s.video_queue)
+    assert len(lost) == 3 and {json.loads(m.body)["event"] for m in lost} == {"PROCESS_SEGMENT"}
+    for m in lost:
+        client.sqs.delete(s.video_queue, m.receipt_handle)
+    assert client.video(vid)["status"] == "processing"
+    report = reconcile(s, video_id=vid, apply=True, db=client.db, s3=client.s3, sqs=client.sqs)
+    assert [a.kind for a, _ in report.applied] == ["resend"], report.applied
+    serve(s, worker, messages=4)  # the plan again, then its three segments
+    assert client.video(vid)["status"] == "done"
+    assert [r["status"] for r in _segments(client, vid)] == ["done"] * 3
