@@ -205,12 +205,13 @@ def coverage_change(gated: dict[str, Any], ungated: dict[str, Any]) -> float | N
 
 def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive: bool = True,
                runtime: str | None = None, imgsz: int | None = None, scene: str = "road", weights: str | None = None,
-               video: str | None = None, **clip_kw: Any) -> dict[str, Any]:
+               video: str | None = None, threads: int | None = None, **clip_kw: Any) -> dict[str, Any]:
     """a and b on a ``scene`` clip (``road``: continuous traffic; ``carpark``: the static-camera
     case, seed :data:`CARPARK_SEED` unless ``clip_kw`` names one), or on ``video`` (a file of
     your own, real footage: no ground truth, so no coverage).  ``imgsz`` overrides the
     detector's input size (None: the size the weights were trained at); ``weights`` the detector
-    file (None: the configured one, the demo detector), e.g. a team's ONNX export."""
+    file (None: the configured one, the demo detector), e.g. a team's ONNX export; ``threads`` the
+    detector's (None: as measured)."""
     if scene == "carpark":
         clip_kw.setdefault("seed", CARPARK_SEED)
     path = Path(video) if video else clip(duration_s, scene=scene, **clip_kw)
@@ -220,6 +221,8 @@ def bench_yolo(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, naive
         changes["detector_path"] = str(Path(weights).resolve())
     if runtime:
         changes["detector_runtime"] = runtime
+    if threads:
+        changes["detector_threads"] = threads
     with local_stack(**changes) as (s, _):
         from ..yolo_worker.worker import YoloWorker
 
@@ -283,6 +286,8 @@ def bench_threads(duration_s: float = 30.0, stride: int = 3, rounds: int = 2, ru
                                "motion_gating": False}
     if runtime:
         changes["detector_runtime"] = runtime
+    if threads:
+        changes["detector_threads"] = threads
     with local_stack(**changes) as (s, _):
         from ..yolo_worker.worker import YoloWorker
 
