@@ -51,13 +51,13 @@ def _start(settings, state, n: int, logdir: Path, pin: bool) -> list[tuple[subpr
     procs = []
     for i in range(n):
         path = logdir / f"yolo{n}-{i}-{time.monotonic_ns()}.log"
-        fh = open(path, "w")
         cores = sorted(os.sched_getaffinity(0))
         core = {cores[i % len(cores)]}
-        procs.append((subprocess.Popen([sys.executable, "-m", "video_analysis.yolo_worker.run_poller"], env=env,
-                                       stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       preexec_fn=(lambda c=core: os.sched_setaffinity(0, c)) if pin else None),
-                      path))
+        with open(path, "w") as fh:  # the child keeps its own copy of the descriptor
+            procs.append((subprocess.Popen([sys.executable, "-m", "video_analysis.yolo_worker.run_poller"], env=env,
+                                           stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           preexec_fn=(lambda c=core: os.sched_setaffinity(0, c)) if pin else None),
+                          path))
     deadline = time.monotonic() + 120
     for proc, path in procs:
         while '"serving"' not in path.read_text(errors="replace"):

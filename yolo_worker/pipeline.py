@@ -170,6 +170,10 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
             dets = drop_containers(dets)
             tracks = tracker.update(dets, img)
             rows = ids.relabel(step, track_rows(dets, tracks))
+            if ids.next_id - 1 > segment.last_track_id:  # before any such id reaches a snapshot name
+                raise PermanentError(f"{describe(segment, info.fps)} needs more than the "
+                                     f"{segment.last_track_id - segment.first_track_id + 1} track ids of its block "
+                                     "(the next segment's ids follow them); lower segment_s")
             if on_tracks is not None:
                 on_tracks(frame.index, rows)
             for track_id, det in rows:
@@ -190,9 +194,6 @@ def _run(reader: FrameReader, detector: DetectorLike, tracker: TrackerLike, sett
             if segment.past_tail(frame.index) or (segment.past_end(frame.index) and not book.owns_live()):
                 break  # the segment's own tracks have all ended (or its tail is spent)
     _emit(book.flush())
-    if ids.next_id - 1 > segment.last_track_id:
-        raise PermanentError(f"{describe(segment, info.fps)} gave {ids.next_id - segment.first_track_id} track ids, "
-                             f"more than its {segment.last_track_id - segment.first_track_id + 1}; lower segment_s")
 
 
 def _count_gated(stats: PipelineStats, gate: Optional[MotionGate]) -> None:

@@ -14,9 +14,10 @@ and the leaver got nothing).
 * a tracker id whose next box breaks with its own motion, shape *and* lane gets a new id from
   there on: **motion** -- the box's IoU with where the track's recent velocity (over its last
   ``HISTORY`` boxes) puts it is under ``MIN_MOTION_IOU`` (0.45); **shape** -- its height
-  changed by ``MAX_HEIGHT_RATIO`` (1.45x) or more; **lane** -- its bottom edge (where the
-  vehicle meets the road) is at least ``MIN_LANE_SHIFT`` (0.5) of the old box's height away from
-  where the motion puts it.  Any one of these happens to a single vehicle (a fast motorcycle, a
+  changed by ``MAX_HEIGHT_RATIO`` (1.45x) or more; **lane** -- its foot point (the bottom centre,
+  where the vehicle meets the road) is at least ``MIN_LANE_SHIFT`` (0.5) of the old box's height
+  off the track's path, measured across the track's own motion (:func:`path_axes`), from where
+  the motion puts it.  Any one of these happens to a single vehicle (a fast motorcycle, a
   box cut by the frame edge or briefly covering a neighbour); all three together almost only
   when the id moved to a vehicle in another lane.  At the frame's side edge one sign is
   enough: a track whose last box touches the left or right edge while moving out there, and whose
@@ -30,9 +31,10 @@ and the leaver got nothing).
   at the old speed, misses it when it reappears and starts a new id, and the vehicle gets two
   snapshots.  A new tracker id is *stitched* to a worker id lost at most ``max_age`` frames ago
   (:func:`is_continuation`) when its first box is where that vehicle could be now: in its lane
-  (bottom edges within ``STITCH_LANE`` = 0.35 of the box height), of its height (within
-  ``STITCH_HEIGHT_RATIO`` = 1.3x), and along its path between where it was last seen and where
-  its recent velocity puts it (with ``STITCH_MARGIN`` = half a box width either side).  Boxes at
+  (foot points within ``STITCH_LANE`` = 0.35 of the box height across its motion), of its height
+  (within ``STITCH_HEIGHT_RATIO`` = 1.3x), and along its path between where it was last seen and
+  where its recent velocity puts it (with ``STITCH_MARGIN`` = half the box's extent along the path
+  either side).  Boxes at
   the frame edge are never stitched: that is where vehicles leave and others enter.  Of several
   lost tracks the one nearest along its path wins; each is stitched at most once.
 
@@ -58,9 +60,9 @@ from .selection import BORDER_PX, touches_border
 
 MIN_MOTION_IOU = 0.45
 MAX_HEIGHT_RATIO = 1.45
-MIN_LANE_SHIFT = 0.5  # of the box height: how far the bottom edge must be off to be another lane
+MIN_LANE_SHIFT = 0.5  # of the box height: how far the foot point must be off the path to be another lane
 HISTORY = 4  # boxes kept per track for its velocity
-STITCH_LANE = 0.35  # of the box height: bottom edges this close are one lane
+STITCH_LANE = 0.35  # of the box height: foot points this close across the motion are one lane
 STITCH_HEIGHT_RATIO = 1.3
 STITCH_MARGIN = 0.5  # of the box width, either side of the stretch from last seen to predicted
 EDGE_LANE_SHIFT = 0.35  # of the box height: a leaver's id given to a newcomer in another lane
@@ -165,7 +167,8 @@ def is_continuation(history: Sequence[tuple[int, np.ndarray]], step: int, box: n
 
 
 def lane_shift(history: Sequence[tuple[int, np.ndarray]], step: int, box: np.ndarray) -> float:
-    """How far ``box``'s bottom edge is from where the track's motion puts it, in its last box's heights."""
+    """How far ``box``'s foot point is off the track's path from where its motion puts it, in its
+    last box's heights (:func:`lane_offset`)."""
     last = history[-1][1]
     h0 = float(last[3] - last[1])
     return lane_offset(history, predicted_box(history, step), box) / h0 if h0 > 0 else 0.0

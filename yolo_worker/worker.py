@@ -357,9 +357,9 @@ def _missing_frames_tolerance(declared: int) -> int:
 def _ids_of(body: str) -> tuple[Optional[str], Optional[str]]:
     """``(video_id, workspace_id)`` of a video task that failed validation, where well-formed.
 
-    Only PROCESS_VIDEO / PROCESS_VIDEO_DB bodies name a video whose processing just failed; a
-    foreign event that landed on this queue (a misrouted SNAPSHOT_READY) says nothing about the
-    state of the video it mentions, so it leaves that row alone."""
+    Only PROCESS_VIDEO / PROCESS_VIDEO_DB / PROCESS_SEGMENT bodies name a video whose processing
+    just failed; a foreign event that landed on this queue (a misrouted SNAPSHOT_READY) says
+    nothing about the state of the video it mentions, so it leaves that row alone."""
     try:
         obj = json.loads(body)
         event, vid, wid = obj.get("event"), obj.get("video_id"), obj.get("workspace_id")

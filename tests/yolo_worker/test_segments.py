@@ -112,3 +112,23 @@ def test_segmented_snapshots_equal_the_whole_runs(clip_factory, demo_detector):
     ids = out["segmented"]["track_ids"]
     assert len(ids) == len(set(ids)) and {i // 100000 for i in ids} == {0, 1, 2}
     assert out["segmented"]["frames_processed"] > out["whole"]["frames_processed"]  # warm-ups and tails
+
+
+def test_a_segment_that_runs_out_of_ids_stops_before_using_the_next_blocks(clip_factory, demo_detector):
+    """Segment 1 of 99,999 has 10 ids (1-10); the clip has dozens of vehicles: a permanent error
+    that says to lower segment_s, and no snapshot with an id of the next segment's block."""
+    from video_analysis.worker_utils.errors import PermanentError
+    from video_analysis.yolo_worker.pipeline import run_pipeline
+    from video_analysis.yolo_worker.tracking import Tracker
+    from video_analysis.yolo_worker.video import probe
+
+    clip = clip_factory(seed=7, duration_s=60.0, fps=12.5, parked=2, stop_probability=0.5)
+    info = probe(clip.video)
+    seg = Segment(0, 99_999, 0, 10 ** 6, 0, 10 ** 6, 1)
+    assert seg.last_track_id == 10
+    settings = Settings(device="cpu")
+    emitted: list = []
+    with pytest.raises(PermanentError, match="needs more than the 10 track ids of its block.*lower segment_s"):
+        run_pipeline(clip.video, info, 3, settings, demo_detector, Tracker(settings, (info.height, info.width)),
+                     emit=emitted.append, segment=seg)
+    assert all(ft.track_id <= 10 for ft in emitted)
